@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+/**
+ * The command line: argv -> load config -> start. The only place that calls
+ * process.exit. Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile } from './config/index.js';
+import type { Config } from './config/types.js';
+import { Gateway } from './server/gateway.js';
+import { createRegistry } from './plugins/index.js';
+import { VERSION } from './version.js';
+
+const HELP = `portcullis ${VERSION} - a security gateway for WebSocket and Server-Sent Events
+
+Usage:
+  portcullis start -c FILE       start the gateway with the config FILE
+  portcullis validate -c FILE    check FILE; exit 0 when valid, 2 when not
+  portcullis --help | --version
+
+Options:
+  -c, --config FILE   the YAML config (APISIX standalone style); see docs/configuration.md
+  -h, --help          this text
+  -v, --version       the version
+
+Signals: SIGTERM/SIGINT stop gracefully (WebSockets get 1001, SSE streams end).
+`;
+
+function usage(message: string): never {
+  process.stderr.write(`portcullis: ${message}\n\nRun "portcullis --help" for usage.\n`);
+  process.exit(2);
+}
+
+async function load(file: string): Promise<Config> {
+  try {
+    return await loadConfigFile(file, { registry: createRegistry() });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.format()}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`portcullis: cannot load ${file}: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+}
+
+async function start(file: string): Promise<void> {
+  const config = await load(file);
+  let gw: Gateway;
+  try {
+    gw = await Gateway.start(config);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EACCES' ? 'permission denied' : e.message;
+    process.stderr.write(`portcullis: cannot listen: ${why}\n`);
+    process.exit(1);
+  }
+  for (const a of gw.addresses()) {
+    process.stderr.write(`portcullis ${VERSION} listening on ${a.tls ? 'https' : 'http'}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}\n`);
+  }
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) {
+      process.stderr.write(`portcullis: ${signal} again, exiting now\n`);
+      process.exit(1);
+    }
+    stopping = true;
+    process.stderr.write(`portcullis: ${signal}, shutting down\n`);
+    gw.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`portcullis: shutdown failed: ${(err as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  const [command, ...rest] = positionals;
+  if (!command) usage('no command given');
+  if (rest.length > 0) usage(`unexpected argument "${rest[0]}"`);
+  switch (command) {
+    case 'start':
+    case 'validate': {
+      if (!values.config) usage(`${command} needs a config: -c FILE`);
+      if (command === 'validate') {
+        const config = await load(values.config);
+        process.stdout.write(`${config.source}: valid (${config.routes.length} routes, ${config.upstreams.length} upstreams)\n`);
+        return;
+      }
+      await start(values.config);
+      return;
+    }
+    default:
+      usage(`unknown command "${command}"`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  // Last resort: never a stack trace for an operator, but say what failed.
+  process.stderr.write(`portcullis: ${(err as Error).message ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,350 @@
+/**
+ * The JSON Schema of the config file, as written by the user (before the
+ * loader normalises it into `Config`). Defaults live here so that the docs can
+ * be generated from this one object; every property carries a `description`.
+ *
+ * Rules kept on purpose:
+ * - every object sets `additionalProperties: false` (unknown keys are errors);
+ * - no `$ref` and no `default` inside `oneOf`/`anyOf` branches, so Ajv error
+ *   paths stay translatable and defaults never leak from a branch that failed;
+ * - checks that need more than a schema (exactly one of `uri`/`uris`, TLS files,
+ *   CIDRs, cross references) are done by the loader, with their own messages.
+ */
+
+type Schema = Record<string, unknown>;
+
+const seconds = (description: string, dflt: number): Schema => ({
+  type: 'number',
+  minimum: 0,
+  default: dflt,
+  description: `${description} Seconds; may be fractional.`,
+});
+
+const positiveSeconds = (description: string, dflt: number): Schema => ({
+  type: 'number',
+  exclusiveMinimum: 0,
+  default: dflt,
+  description: `${description} Seconds (> 0); may be fractional.`,
+});
+
+/** Properties of `gateway.websocket`; route-level overrides use the same ones without defaults. */
+function websocketProperties(withDefaults: boolean): Record<string, Schema> {
+  const d = (value: unknown): Schema => (withDefaults ? { default: value } : {});
+  return {
+    idle_timeout: {
+      type: 'number', minimum: 0, ...d(300),
+      description: 'Close a connection after this many seconds with no traffic either way (0 = never).',
+    },
+    max_payload: {
+      type: 'integer', minimum: 1, ...d(16777216),
+      description: 'Largest message in bytes (frame mode), after reassembly and decompression.',
+    },
+    max_fragments: {
+      type: 'integer', minimum: 1, ...d(1024),
+      description: 'Most fragments per message (frame mode).',
+    },
+    ping_interval: {
+      type: 'number', minimum: 0, ...d(0),
+      description: 'Send a ping to the client every N seconds in frame mode (0 = never).',
+    },
+    extensions: {
+      type: 'string', enum: ['passthrough', 'none'], ...d('passthrough'),
+      description: 'Tunnel mode: pass Sec-WebSocket-Extensions through unchanged (passthrough), or offer none.',
+    },
+  };
+}
+
+function sseProperties(withDefaults: boolean): Record<string, Schema> {
+  const d = (value: unknown): Schema => (withDefaults ? { default: value } : {});
+  return {
+    heartbeat_interval: {
+      type: 'number', minimum: 0, ...d(0),
+      description: 'Insert a `:` comment line after N quiet seconds (0 = never).',
+    },
+    max_duration: {
+      type: 'number', minimum: 0, ...d(0),
+      description: 'End a stream after N seconds (0 = never); the client reconnects with Last-Event-ID.',
+    },
+  };
+}
+
+const pluginsSchema: Schema = {
+  type: 'object',
+  default: {},
+  description: 'Plugin name -> plugin config. Each config is checked against that plugin\'s own schema.',
+};
+
+const listenSchema: Schema = {
+  type: 'object',
+  description: 'One address to listen on.',
+  additionalProperties: false,
+  required: ['port'],
+  properties: {
+    host: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'Address to bind (IPv4, IPv6 or a host name).' },
+    port: { type: 'integer', minimum: 0, maximum: 65535, description: 'TCP port (0 = any free port).' },
+    tls: {
+      type: 'object',
+      description: 'Serve TLS on this address. Both files are read and checked as a pair at load.',
+      additionalProperties: false,
+      required: ['cert', 'key'],
+      properties: {
+        cert: { type: 'string', minLength: 1, description: 'PEM certificate (chain) file, relative to the config file.' },
+        key: { type: 'string', minLength: 1, description: 'PEM private key file, relative to the config file.' },
+      },
+    },
+  },
+};
+
+const gatewaySchema: Schema = {
+  type: 'object',
+  default: {},
+  description: 'Settings of the gateway process itself.',
+  additionalProperties: false,
+  properties: {
+    listen: {
+      type: 'array',
+      minItems: 1,
+      items: listenSchema,
+      default: [{ host: '127.0.0.1', port: 9080 }],
+      description: 'Addresses to listen on.',
+    },
+    trusted_proxies: {
+      type: 'array',
+      items: { type: 'string', description: 'An IPv4/IPv6 address or CIDR.' },
+      default: [],
+      description: 'Proxies whose client-address header is believed (addresses or CIDRs).',
+    },
+    real_ip_header: {
+      type: 'string',
+      enum: ['x-forwarded-for', 'forwarded'],
+      default: 'x-forwarded-for',
+      description: 'Header trusted proxies use to pass the client address.',
+    },
+    client_header_timeout: seconds('Time allowed to receive a request\'s headers (slow-loris bound).', 10),
+    max_header_size: {
+      type: 'integer', minimum: 1024, maximum: 1048576, default: 16384,
+      description: 'Largest request header block, in bytes.',
+    },
+    keepalive_timeout: seconds('Keep-alive idle time for client connections.', 60),
+    handshake_timeout: seconds('Time a handshake may take end to end (plugins + upstream).', 10),
+    shutdown_timeout: seconds('Time connections get to finish on SIGTERM/SIGINT before they are cut.', 10),
+    websocket: {
+      type: 'object',
+      default: {},
+      description: 'WebSocket limits and behaviour; routes may override any of them.',
+      additionalProperties: false,
+      properties: websocketProperties(true),
+    },
+    sse: {
+      type: 'object',
+      default: {},
+      description: 'Server-Sent Events behaviour; routes may override any of them.',
+      additionalProperties: false,
+      properties: sseProperties(true),
+    },
+    log: {
+      type: 'object',
+      default: {},
+      description: 'Logging.',
+      additionalProperties: false,
+      properties: {
+        level: {
+          type: 'string',
+          enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+          default: 'info',
+          description: 'Lowest level written.',
+        },
+        destination: {
+          type: 'string', minLength: 1, default: 'stdout',
+          description: '`stdout`, `stderr`, or a file path (relative to the config file).',
+        },
+        access_log: { type: 'boolean', default: true, description: 'Write one access-log line per request or connection.' },
+      },
+    },
+    custom_plugins: {
+      type: 'array',
+      items: { type: 'string', minLength: 1, description: 'Path of a JavaScript module exporting a plugin.' },
+      default: [],
+      description: 'User plugin modules (relative to the config file), loaded before any plugin config is checked.',
+    },
+  },
+};
+
+const nodeMapSchema: Schema = {
+  type: 'object',
+  minProperties: 1,
+  description: 'APISIX form: "host:port" -> weight. IPv6 as "[::1]:80".',
+  additionalProperties: { type: 'integer', minimum: 0, description: 'Weight (0 = never picked).' },
+};
+
+const nodeListSchema: Schema = {
+  type: 'array',
+  minItems: 1,
+  description: 'List form: [{host, port, weight}].',
+  items: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['host', 'port'],
+    properties: {
+      host: { type: 'string', minLength: 1, description: 'Host name or IP address.' },
+      port: { type: 'integer', minimum: 1, maximum: 65535, description: 'TCP port.' },
+      weight: { type: 'integer', minimum: 0, description: 'Weight (default 1; 0 = never picked).' },
+    },
+  },
+};
+
+/** Top-level upstreams require an id; an inline route upstream does not. */
+function upstreamSchema(requireId: boolean): Schema {
+  return {
+    type: 'object',
+    description: requireId ? 'A named upstream that routes refer to by id.' : 'An upstream defined inside a route.',
+    additionalProperties: false,
+    required: requireId ? ['id', 'nodes'] : ['nodes'],
+    properties: {
+      id: {
+        type: ['string', 'integer'],
+        minLength: 1,
+        description: requireId ? 'Unique id, used by routes[].upstream_id.' : 'Optional id (default `route:<route id>`).',
+      },
+      name: { type: 'string', description: 'Free text.' },
+      desc: { type: 'string', description: 'Free text.' },
+      nodes: {
+        description: 'Servers: a "host:port" -> weight mapping or a list of {host, port, weight}. At least one.',
+        oneOf: [nodeMapSchema, nodeListSchema],
+      },
+      type: { type: 'string', enum: ['roundrobin'], default: 'roundrobin', description: 'Load-balancing algorithm.' },
+      scheme: { type: 'string', enum: ['http', 'https'], default: 'http', description: 'Protocol toward the upstream (https also means wss).' },
+      timeout: {
+        type: 'object',
+        default: {},
+        description: 'Upstream timeouts.',
+        additionalProperties: false,
+        properties: {
+          connect: positiveSeconds('Time to establish the connection.', 60),
+          send: positiveSeconds('Time allowed between two writes to the upstream.', 60),
+          read: positiveSeconds('Time allowed between two reads from the upstream (HTTP responses).', 60),
+        },
+      },
+      pass_host: {
+        type: 'string',
+        enum: ['pass', 'node', 'rewrite'],
+        default: 'pass',
+        description: 'Host header sent upstream: the client\'s (pass), the node\'s (node), or upstream_host (rewrite).',
+      },
+      upstream_host: { type: 'string', minLength: 1, description: 'Host header to send; required when pass_host is rewrite.' },
+      keepalive_pool: {
+        type: 'object',
+        default: {},
+        description: 'Idle upstream connections kept for reuse (HTTP and SSE).',
+        additionalProperties: false,
+        properties: {
+          size: { type: 'integer', minimum: 0, default: 320, description: 'Most idle connections kept.' },
+          idle_timeout: seconds('How long an idle connection is kept.', 60),
+        },
+      },
+      tls: {
+        type: 'object',
+        default: {},
+        description: 'TLS toward the upstream (scheme https).',
+        additionalProperties: false,
+        properties: {
+          verify: { type: 'boolean', default: true, description: 'Verify the upstream certificate.' },
+          ca: { type: 'string', minLength: 1, description: 'PEM CA bundle file (relative to the config file) to verify against.' },
+          servername: { type: 'string', minLength: 1, description: 'SNI name and name to verify (default: the node host).' },
+        },
+      },
+    },
+  };
+}
+
+export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'CONNECT', 'TRACE', 'PURGE'] as const;
+
+const routeSchema: Schema = {
+  type: 'object',
+  description: 'A route: which requests it matches, where they go, and the plugins on the way.',
+  additionalProperties: false,
+  required: ['id'],
+  properties: {
+    id: { type: ['string', 'integer'], minLength: 1, description: 'Unique route id.' },
+    name: { type: 'string', description: 'Free text.' },
+    desc: { type: 'string', description: 'Free text.' },
+    uri: {
+      type: 'string',
+      description: 'Path to match: starts with `/`; `*` only as the last character (prefix match); `:name` segments capture.',
+    },
+    uris: {
+      type: 'array',
+      minItems: 1,
+      items: { type: 'string', description: 'A path, as in `uri`.' },
+      description: 'Several paths (use `uri` or `uris`, not both).',
+    },
+    host: { type: 'string', description: 'Host to match (`*.example.com` allowed). Absent = any host.' },
+    hosts: {
+      type: 'array',
+      minItems: 1,
+      items: { type: 'string', description: 'A host, as in `host`.' },
+      description: 'Several hosts (use `host` or `hosts`, not both).',
+    },
+    methods: {
+      type: 'array',
+      uniqueItems: true,
+      items: { type: 'string', enum: [...HTTP_METHODS], description: 'An HTTP method.' },
+      description: 'Methods to match. Absent = any method.',
+    },
+    priority: { type: 'integer', default: 0, description: 'When several routes match, the highest priority wins.' },
+    enable_websocket: { type: 'boolean', default: false, description: 'Allow WebSocket upgrades on this route.' },
+    upstream_id: { type: ['string', 'integer'], minLength: 1, description: 'Id of an entry of `upstreams` (or give `upstream`).' },
+    upstream: upstreamSchema(false),
+    plugins: pluginsSchema,
+    websocket: {
+      type: 'object',
+      description: 'Overrides of gateway.websocket for this route.',
+      additionalProperties: false,
+      properties: websocketProperties(false),
+    },
+    sse: {
+      type: 'object',
+      description: 'Overrides of gateway.sse for this route.',
+      additionalProperties: false,
+      properties: sseProperties(false),
+    },
+  },
+};
+
+const consumerSchema: Schema = {
+  type: 'object',
+  description: 'A consumer: an identity that authentication plugins map credentials to.',
+  additionalProperties: false,
+  required: ['username'],
+  properties: {
+    username: { type: 'string', pattern: '^[a-zA-Z0-9_-]+$', description: 'Unique name: letters, digits, `_` and `-`.' },
+    group_id: { type: 'string', minLength: 1, description: 'Consumer group, for consumer-restriction.' },
+    desc: { type: 'string', description: 'Free text.' },
+    plugins: pluginsSchema,
+  },
+};
+
+const globalRuleSchema: Schema = {
+  type: 'object',
+  description: 'Plugins that run on every route.',
+  additionalProperties: false,
+  required: ['id'],
+  properties: {
+    id: { type: ['string', 'integer'], minLength: 1, description: 'Unique id.' },
+    plugins: pluginsSchema,
+  },
+};
+
+/** The schema of the whole file. */
+export const configSchema: Schema = {
+  type: 'object',
+  description: 'A Portcullis config file (APISIX standalone style).',
+  additionalProperties: false,
+  properties: {
+    gateway: gatewaySchema,
+    upstreams: { type: 'array', items: upstreamSchema(true), default: [], description: 'Named upstreams.' },
+    routes: { type: 'array', items: routeSchema, default: [], description: 'Routes, matched by host, path and method.' },
+    consumers: { type: 'array', items: consumerSchema, default: [], description: 'Consumers and their credentials.' },
+    global_rules: { type: 'array', items: globalRuleSchema, default: [], description: 'Plugins applied to every route.' },
+  },
+};

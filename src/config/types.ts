@@ -1,0 +1,129 @@
+/**
+ * The shape of a validated configuration, after YAML parsing, `${ENV}` expansion,
+ * schema validation (defaults applied) and cross-reference checks. Times are in
+ * seconds as written in the file (APISIX's convention); sizes in bytes.
+ */
+import type { PluginDefinition } from '../core/plugin.js';
+
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  /** Loaded at validation time so an unreadable key is a config error. */
+  certPem?: Buffer;
+  keyPem?: Buffer;
+}
+
+export interface ListenConfig {
+  host: string;
+  port: number;
+  tls?: TlsFiles;
+}
+
+export interface WebSocketSettings {
+  /** Close a connection after this many seconds with no traffic either way (0 = never). */
+  idle_timeout: number;
+  /** Largest message (frame mode) in bytes, after reassembly and decompression. */
+  max_payload: number;
+  /** Most fragments per message (frame mode). */
+  max_fragments: number;
+  /** Send a ping to the client every N seconds in frame mode (0 = never). */
+  ping_interval: number;
+  /** Tunnel mode: pass Sec-WebSocket-Extensions through unchanged, or offer none. */
+  extensions: 'passthrough' | 'none';
+}
+
+export interface SseSettings {
+  /** Insert a `:` comment between events after N quiet seconds (0 = never). */
+  heartbeat_interval: number;
+  /** End a stream after N seconds (0 = never); the client reconnects with Last-Event-ID. */
+  max_duration: number;
+}
+
+export interface LogSettings {
+  level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** `stdout`, `stderr`, or a file path. */
+  destination: string;
+  access_log: boolean;
+}
+
+export interface GatewaySettings {
+  listen: ListenConfig[];
+  trusted_proxies: string[];
+  /** Which header trusted proxies use to pass the client address. */
+  real_ip_header: 'x-forwarded-for' | 'forwarded';
+  /** Seconds allowed to receive a request's headers (slow-loris bound). */
+  client_header_timeout: number;
+  /** Largest request header block in bytes. */
+  max_header_size: number;
+  /** Keep-alive idle time for client connections, seconds. */
+  keepalive_timeout: number;
+  /** Seconds a handshake may take end to end (auth + upstream), before it is answered 504/408. */
+  handshake_timeout: number;
+  /** Seconds to let connections finish on SIGTERM/SIGINT before they are cut. */
+  shutdown_timeout: number;
+  websocket: WebSocketSettings;
+  sse: SseSettings;
+  log: LogSettings;
+  /** JavaScript module paths, each exporting a plugin (default export or `plugin`). */
+  custom_plugins: string[];
+}
+
+export interface UpstreamNode {
+  host: string;
+  port: number;
+  weight: number;
+}
+
+export interface UpstreamConfig {
+  id: string;
+  nodes: UpstreamNode[];
+  type: 'roundrobin';
+  scheme: 'http' | 'https';
+  timeout: { connect: number; send: number; read: number };
+  pass_host: 'pass' | 'node' | 'rewrite';
+  upstream_host?: string;
+  keepalive_pool: { size: number; idle_timeout: number };
+  tls: { verify: boolean; ca?: string; caPem?: Buffer; servername?: string };
+}
+
+export type PluginConfigs = Record<string, Record<string, unknown>>;
+
+/** A plugin configured on a route or global rule: validated config and its init() state. */
+export interface PluginInstance {
+  readonly name: string;
+  readonly def: PluginDefinition;
+  readonly config: Record<string, unknown>;
+  readonly state: unknown;
+}
+
+export interface RouteConfig {
+  id: string;
+  uris: string[];
+  hosts: string[];
+  methods: string[];
+  priority: number;
+  enable_websocket: boolean;
+  upstream: UpstreamConfig;
+  plugins: PluginConfigs;
+  /** Built from `plugins` at load; not part of the file. */
+  instances: PluginInstance[];
+  /** Route-level overrides of gateway.websocket / gateway.sse, merged. */
+  websocket: WebSocketSettings;
+  sse: SseSettings;
+}
+
+export interface GlobalRule {
+  id: string;
+  plugins: PluginConfigs;
+  instances: PluginInstance[];
+}
+
+export interface Config {
+  /** Absolute path of the file it came from, or `<inline>`. */
+  source: string;
+  gateway: GatewaySettings;
+  upstreams: UpstreamConfig[];
+  routes: RouteConfig[];
+  consumers: Record<string, unknown>[];
+  global_rules: GlobalRule[];
+}

@@ -1,0 +1,215 @@
+/**
+ * The plugin pipeline of one route: global-rule plugins and route plugins merged
+ * (a plugin named on both runs once, with the route's config), ordered by
+ * priority, highest first. Messages from the upstream run in reverse order.
+ *
+ * Runners are synchronous until a plugin returns a promise: the common path
+ * allocates no promise and no closure.
+ */
+import type { GlobalRule, PluginInstance, RouteConfig } from '../config/types.js';
+import type { Logger } from './log.js';
+import type {
+  AccessResult,
+  ConnectionSummary,
+  Direction,
+  Message,
+  MessageVerdict,
+  Rejection,
+  RequestContext,
+} from './plugin.js';
+
+type Phase = 'rewrite' | 'access';
+
+export class Pipeline {
+  /** All plugins of the route, highest priority first. */
+  readonly plugins: readonly PluginInstance[];
+  readonly #requestSteps: readonly { inst: PluginInstance; phase: Phase }[];
+  readonly #clientMessage: readonly PluginInstance[];
+  readonly #upstreamMessage: readonly PluginInstance[];
+  readonly #logSteps: readonly PluginInstance[];
+
+  constructor(instances: readonly PluginInstance[]) {
+    const sorted = [...instances].sort((a, b) => b.def.priority - a.def.priority);
+    this.plugins = sorted;
+    const steps: { inst: PluginInstance; phase: Phase }[] = [];
+    for (const inst of sorted) if (inst.def.rewrite) steps.push({ inst, phase: 'rewrite' });
+    for (const inst of sorted) if (inst.def.access) steps.push({ inst, phase: 'access' });
+    this.#requestSteps = steps;
+    this.#clientMessage = sorted.filter((i) => i.def.message);
+    this.#upstreamMessage = [...this.#clientMessage].reverse();
+    this.#logSteps = sorted.filter((i) => i.def.log);
+  }
+
+  static forRoute(route: RouteConfig, globalRules: readonly GlobalRule[]): Pipeline {
+    const byName = new Map<string, PluginInstance>();
+    for (const rule of globalRules) for (const inst of rule.instances) byName.set(inst.name, inst);
+    for (const inst of route.instances) byName.set(inst.name, inst);
+    return new Pipeline([...byName.values()]);
+  }
+
+  /** True when some plugin inspects messages: the connection needs frame mode. */
+  get inspectsMessages(): boolean {
+    return this.#clientMessage.length > 0;
+  }
+
+  /** The resolved order, for the start-up log and the admin API. */
+  describe(): string[] {
+    return this.plugins.map((p) => `${p.name}(${p.def.priority})`);
+  }
+
+  /**
+   * Run rewrite then access for every plugin. Returns the first rejection, or
+   * undefined. A throwing plugin becomes a PLUGIN_ERROR rejection.
+   */
+  runAccess(ctx: RequestContext): Rejection | undefined | Promise<Rejection | undefined> {
+    return this.#runFrom(0, ctx);
+  }
+
+  #runFrom(start: number, ctx: RequestContext): Rejection | undefined | Promise<Rejection | undefined> {
+    const steps = this.#requestSteps;
+    for (let i = start; i < steps.length; i++) {
+      const { inst, phase } = steps[i]!;
+      let result: AccessResult | Promise<AccessResult>;
+      try {
+        result = inst.def[phase]!(ctx, inst.state);
+      } catch (err) {
+        return pluginFailure(inst, phase, err);
+      }
+      if (isPromise(result)) {
+        return result.then(
+          (r) => (r ? r : this.#runFrom(i + 1, ctx)),
+          (err: unknown) => pluginFailure(inst, phase, err),
+        );
+      }
+      if (result) return result;
+    }
+    return undefined;
+  }
+
+  /**
+   * Pass one complete message through every message plugin, in priority order for
+   * client messages and reversed for upstream messages. A replace verdict hands
+   * the new message to the next plugin; drop and close stop the chain.
+   */
+  runMessage(msg: Message, ctx: RequestContext): MessageVerdict | Promise<MessageVerdict> {
+    const chain = msg.direction === 'client' ? this.#clientMessage : this.#upstreamMessage;
+    return runMessageFrom(chain, 0, msg, ctx, undefined);
+  }
+
+  /** Run every log phase once. Failures are logged, never propagated. */
+  runLog(ctx: RequestContext, summary: ConnectionSummary, log: Logger): void {
+    for (const inst of this.#logSteps) {
+      try {
+        inst.def.log!(ctx, summary, inst.state);
+      } catch (err) {
+        log.error({ plugin: inst.name, phase: 'log', err: errMessage(err), request_id: ctx.id }, 'plugin failed in log phase');
+      }
+    }
+  }
+}
+
+function runMessageFrom(
+  chain: readonly PluginInstance[],
+  start: number,
+  msg: Message,
+  ctx: RequestContext,
+  replaced: MessageVerdict,
+): MessageVerdict | Promise<MessageVerdict> {
+  let current = msg;
+  let outcome = replaced;
+  for (let i = start; i < chain.length; i++) {
+    const inst = chain[i]!;
+    let verdict: MessageVerdict | Promise<MessageVerdict>;
+    try {
+      verdict = inst.def.message!(current, ctx, inst.state);
+    } catch (err) {
+      return messagePluginFailure(inst, err);
+    }
+    if (isPromise(verdict)) {
+      const at = current;
+      return verdict.then(
+        (v) => {
+          const next = applyVerdict(v, at);
+          if (next === STOP) return v;
+          return runMessageFrom(chain, i + 1, next ?? at, ctx, next ? v : outcome);
+        },
+        (err: unknown) => messagePluginFailure(inst, err),
+      );
+    }
+    const next = applyVerdict(verdict, current);
+    if (next === STOP) return verdict;
+    if (next) {
+      current = next;
+      outcome = verdict;
+    }
+  }
+  return outcome;
+}
+
+const STOP = Symbol('stop');
+
+/** Returns STOP for drop/close, a new message for replace, undefined to continue unchanged. */
+function applyVerdict(v: MessageVerdict, msg: Message): Message | typeof STOP | undefined {
+  if (!v || v.action === 'pass') return undefined;
+  if (v.action === 'replace') {
+    const data = typeof v.data === 'string' ? Buffer.from(v.data) : v.data;
+    return new WsMessage(msg.direction, data, v.binary ?? msg.binary);
+  }
+  return STOP;
+}
+
+function pluginFailure(inst: PluginInstance, phase: string, err: unknown): Rejection {
+  return { reject: 'PLUGIN_ERROR', detail: `plugin ${inst.name} failed in ${phase}: ${errMessage(err)}` };
+}
+
+function messagePluginFailure(inst: PluginInstance, err: unknown): MessageVerdict {
+  return {
+    action: 'close',
+    code: 1011,
+    reason: 'PLUGIN_ERROR',
+    error: 'PLUGIN_ERROR',
+    detail: `plugin ${inst.name} failed in message: ${errMessage(err)}`,
+  };
+}
+
+export function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown } | null | undefined)?.then === 'function';
+}
+
+/** A complete WebSocket message; text and JSON are decoded at most once. */
+export class WsMessage implements Message {
+  readonly direction: Direction;
+  readonly data: Buffer;
+  readonly binary: boolean;
+  #text: string | undefined;
+  #json: unknown;
+  #jsonDone = false;
+  #jsonError: unknown;
+
+  constructor(direction: Direction, data: Buffer, binary: boolean) {
+    this.direction = direction;
+    this.data = data;
+    this.binary = binary;
+  }
+
+  text(): string {
+    return (this.#text ??= this.data.toString('utf8'));
+  }
+
+  json(): unknown {
+    if (!this.#jsonDone) {
+      this.#jsonDone = true;
+      try {
+        this.#json = JSON.parse(this.text());
+      } catch (err) {
+        this.#jsonError = err;
+      }
+    }
+    if (this.#jsonError) throw this.#jsonError;
+    return this.#json;
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * The plugin contract. A plugin is a declarative object: name, version, priority,
+ * a JSON Schema for its config (validated once at load, defaults applied), and
+ * phase functions that return verdicts. Plugins never touch sockets; the pipeline
+ * carries their verdicts out.
+ *
+ * Phases, in order:
+ *   rewrite  on the request / handshake, before access (authentication identifies the consumer here)
+ *   access   on the request / handshake (authorization, limits); may reject
+ *   message  on each complete WebSocket message, both directions (frame mode only)
+ *   log      once per connection or request, on every way it can end
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { ErrorCode } from './errors.js';
+
+export type Protocol = 'http' | 'sse' | 'websocket';
+
+export interface Consumer {
+  username: string;
+  group_id?: string;
+  /** Identifier of the credential that authenticated it (never the secret itself). */
+  credential_id?: string;
+  [key: string]: unknown;
+}
+
+/** What every phase can see about the request or connection. */
+export interface RequestContext {
+  readonly id: string;
+  readonly routeId: string;
+  readonly method: string;
+  /** The one normalised path used for routing, plugins and the upstream request. */
+  readonly path: string;
+  /** Raw query string without `?` ('' when none). */
+  readonly query: string;
+  readonly host: string;
+  readonly headers: IncomingHttpHeaders;
+  /** Client address resolved through trusted_proxies. */
+  readonly clientIp: string;
+  /** True when the request is a WebSocket handshake. */
+  readonly websocket: boolean;
+  readonly startedAt: number;
+  /** Route parameters from `:name` segments. */
+  readonly params: Readonly<Record<string, string>>;
+  /** Set by an authentication plugin. */
+  consumer: Consumer | undefined;
+  /** Headers to add to (string) or remove from (null) the upstream request. */
+  readonly upstreamHeaders: Record<string, string | null>;
+  /** Query parameters to remove from the upstream request (e.g. hidden credentials). */
+  readonly stripQuery: Set<string>;
+  /** Per-request scratch space, keyed by plugin name. */
+  readonly vars: Map<string, unknown>;
+}
+
+/** Returned by rewrite/access to stop the request. The pipeline answers the client. */
+export interface Rejection {
+  reject: ErrorCode;
+  /** Override the catalogue status (e.g. a configured `rejected_code`). */
+  status?: number;
+  /** Override the catalogue message shown to the client. */
+  message?: string;
+  headers?: Record<string, string>;
+  /** Cause, for the log only. */
+  detail?: string;
+}
+
+export type AccessResult = void | undefined | Rejection;
+
+export type Direction = 'client' | 'upstream';
+
+/** A complete WebSocket message (fragments reassembled). */
+export interface Message {
+  readonly direction: Direction;
+  readonly data: Buffer;
+  readonly binary: boolean;
+  /** The payload as UTF-8 text, decoded once. */
+  text(): string;
+  /** The payload parsed as JSON, parsed once however many plugins ask. Throws SyntaxError. */
+  json(): unknown;
+}
+
+export type MessageVerdict =
+  | void
+  | undefined
+  | { action: 'pass' }
+  | { action: 'replace'; data: Buffer | string; binary?: boolean }
+  | { action: 'drop'; reply?: string }
+  | { action: 'close'; code: number; reason?: string; error?: ErrorCode; detail?: string };
+
+export interface ConnectionSummary {
+  protocol: Protocol;
+  /** HTTP status sent to the client (101 for an accepted WebSocket). */
+  status: number;
+  durationMs: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Messages from the client / to the client (frame mode only; null in tunnel mode). */
+  messagesIn: number | null;
+  messagesOut: number | null;
+  closeCode?: number;
+  /** Who ended the connection. */
+  closedBy?: 'client' | 'upstream' | 'gateway';
+  /** Catalogue code when the gateway rejected or cut the request. */
+  error?: string;
+}
+
+export type MaybePromise<T> = T | Promise<T>;
+
+export interface PluginContext {
+  /** Directory of the config file, to resolve relative paths in plugin config. */
+  readonly configDir: string;
+}
+
+export interface PluginDefinition<C = any, S = C> {
+  readonly name: string;
+  readonly version: string;
+  /** Higher runs first on requests and client messages; reversed for upstream messages. */
+  readonly priority: number;
+  /** JSON Schema of the plugin's config; validated once at load with defaults applied. */
+  readonly schema: Record<string, unknown>;
+  /**
+   * Turn a validated config into the state the phases receive (compile regexes,
+   * load keys). Runs once per route at load; throw an Error to refuse the config.
+   */
+  init?(config: C, ctx: PluginContext): S;
+  rewrite?(ctx: RequestContext, state: S): MaybePromise<AccessResult>;
+  access?(ctx: RequestContext, state: S): MaybePromise<AccessResult>;
+  /** Return synchronously when you can: the pipeline only awaits when given a promise. */
+  message?(msg: Message, ctx: RequestContext, state: S): MaybePromise<MessageVerdict>;
+  /** Runs exactly once per request or connection; errors are logged, never propagated. */
+  log?(ctx: RequestContext, summary: ConnectionSummary, state: S): void;
+}
+
+/** Identity helper that gives plugin authors type checking. */
+export function definePlugin<C = any, S = C>(plugin: PluginDefinition<C, S>): PluginDefinition<C, S> {
+  return plugin;
+}

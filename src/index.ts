@@ -1,0 +1,23 @@
+/** The public API. Re-exports only. */
+export { Gateway, Runtime, type GatewayOptions, type ListenerAddress } from './server/gateway.js';
+export { definePlugin } from './core/plugin.js';
+export type {
+  PluginDefinition,
+  PluginContext,
+  RequestContext,
+  Rejection,
+  AccessResult,
+  Message,
+  MessageVerdict,
+  Direction,
+  Consumer,
+  ConnectionSummary,
+  Protocol,
+} from './core/plugin.js';
+export { ERRORS, GatewayError, type ErrorCode, type ErrorSpec } from './core/errors.js';
+export { PluginRegistry } from './core/registry.js';
+export { createRegistry, builtinPlugins } from './plugins/index.js';
+export { loadConfigFile, loadConfigText, ConfigError, type ConfigIssue } from './config/index.js';
+export type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
+export { VERSION } from './version.js';
+export { createLogger, type Logger } from './core/log.js';

@@ -1,0 +1,57 @@
+/** Builds the RequestContext every phase sees, once per request or handshake. */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Consumer, RequestContext } from '../core/plugin.js';
+
+export class Context implements RequestContext {
+  readonly id: string;
+  readonly routeId: string;
+  readonly method: string;
+  readonly path: string;
+  readonly query: string;
+  readonly host: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly clientIp: string;
+  readonly websocket: boolean;
+  readonly startedAt: number;
+  readonly params: Readonly<Record<string, string>>;
+  consumer: Consumer | undefined = undefined;
+  readonly upstreamHeaders: Record<string, string | null> = {};
+  readonly stripQuery = new Set<string>();
+  readonly vars = new Map<string, unknown>();
+
+  constructor(init: {
+    id: string;
+    routeId: string;
+    method: string;
+    path: string;
+    query: string;
+    host: string;
+    headers: IncomingHttpHeaders;
+    clientIp: string;
+    websocket: boolean;
+    startedAt: number;
+    params: Record<string, string>;
+  }) {
+    this.id = init.id;
+    this.routeId = init.routeId;
+    this.method = init.method;
+    this.path = init.path;
+    this.query = init.query;
+    this.host = init.host;
+    this.headers = init.headers;
+    this.clientIp = init.clientIp;
+    this.websocket = init.websocket;
+    this.startedAt = init.startedAt;
+    this.params = init.params;
+  }
+
+  /** Path and query for the upstream request, with stripped query parameters removed. */
+  upstreamTarget(): string {
+    if (this.query === '') return this.path;
+    if (this.stripQuery.size === 0) return `${this.path}?${this.query}`;
+    const params = new URLSearchParams(this.query);
+    for (const name of this.stripQuery) params.delete(name);
+    const q = params.toString();
+    return q === '' ? this.path : `${this.path}?${q}`;
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * One request or connection from routing to its end: the context, the route's
+ * pipeline and upstream, and the single place that finishes it (log phase,
+ * access log event) exactly once, on every way it can end.
+ */
+import type { RouteConfig } from '../config/types.js';
+import { channels, type FinishedEvent } from '../core/events.js';
+import type { Logger } from '../core/log.js';
+import type { Pipeline } from '../core/pipeline.js';
+import type { ConnectionSummary, Protocol } from '../core/plugin.js';
+import type { Upstream } from '../upstream/upstream.js';
+import type { Context } from './context.js';
+
+/** A live WebSocket or SSE connection the gateway can end (shutdown, revocation). */
+export interface LiveConnection {
+  readonly exchange: Exchange;
+  /** End gracefully: WebSocket close with `code`, SSE stream ended. */
+  shutdown(code: number, reason: string): void;
+  /** Cut now. */
+  destroy(): void;
+}
+
+export interface ForwardingInfo {
+  /** Socket peer address. */
+  readonly peer: string;
+  readonly peerTrusted: boolean;
+  /** Believed X-Forwarded-For entries (from trusted proxies), client first. */
+  readonly forwardedFor: string[];
+  readonly proto: 'http' | 'https';
+  readonly port: number;
+}
+
+export class Exchange {
+  readonly ctx: Context;
+  readonly route: RouteConfig;
+  readonly pipeline: Pipeline;
+  readonly upstream: Upstream;
+  readonly fwd: ForwardingInfo;
+  readonly log: Logger;
+  readonly summary: ConnectionSummary;
+  /** The gateway instance, named in published events. */
+  readonly source: object;
+  #finished = false;
+
+  constructor(
+    source: object,
+    ctx: Context,
+    route: RouteConfig,
+    pipeline: Pipeline,
+    upstream: Upstream,
+    fwd: ForwardingInfo,
+    log: Logger,
+    protocol: Protocol,
+  ) {
+    this.source = source;
+    this.ctx = ctx;
+    this.route = route;
+    this.pipeline = pipeline;
+    this.upstream = upstream;
+    this.fwd = fwd;
+    this.log = log;
+    this.summary = {
+      protocol,
+      status: 0,
+      durationMs: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      messagesIn: null,
+      messagesOut: null,
+    };
+  }
+
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  /** Runs the log phase and publishes the finished event, once. */
+  finish(detail?: string): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    const s = this.summary;
+    s.durationMs = Date.now() - this.ctx.startedAt;
+    this.pipeline.runLog(this.ctx, s, this.log);
+    if (channels.finished.hasSubscribers) {
+      const ev: FinishedEvent = {
+        source: this.source,
+        ctx: this.ctx,
+        summary: s,
+        method: this.ctx.method,
+        path: this.ctx.path,
+        routeId: this.route.id,
+        clientIp: this.ctx.clientIp,
+        requestId: this.ctx.id,
+        ...(detail ? { detail } : {}),
+      };
+      channels.finished.publish(ev);
+    }
+  }
+}

@@ -1,0 +1,430 @@
+/**
+ * The gateway process: listeners, the per-config runtime (router, pipelines,
+ * upstreams), the entry points for HTTP requests and WebSocket upgrades, and
+ * graceful shutdown.
+ *
+ *   request  -> checks (Host, path) -> route -> access phase -> transport/http/proxy
+ *   upgrade  -> checks (Upgrade, Host, path, handshake) -> route -> access phase -> transport/ws/proxy
+ */
+import { randomUUID } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Config, ListenConfig, RouteConfig } from '../config/types.js';
+import { GatewayError, type ErrorCode } from '../core/errors.js';
+import { channels, type FinishedEvent } from '../core/events.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { Pipeline } from '../core/pipeline.js';
+import type { Rejection } from '../core/plugin.js';
+import { AccessLog } from '../observability/access-log.js';
+import { normalizePath, splitTarget } from '../router/normalize.js';
+import { Router } from '../router/router.js';
+import { hasDuplicateHost } from '../transport/http/headers.js';
+import { proxyHttp } from '../transport/http/proxy.js';
+import { checkClientHandshake, isWebSocketUpgrade } from '../transport/ws/handshake.js';
+import { proxyWebSocket } from '../transport/ws/proxy.js';
+import { Upstream } from '../upstream/upstream.js';
+import { ClientIpResolver } from './client-ip.js';
+import { Context } from './context.js';
+import { Exchange, type ForwardingInfo, type LiveConnection } from './exchange.js';
+import { rejectSocket, sendError } from './respond.js';
+
+/** Everything derived from one config. Swapped whole on reload. */
+export class Runtime {
+  readonly config: Config;
+  readonly router: Router;
+  readonly pipelines: ReadonlyMap<string, Pipeline>;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly clientIp: ClientIpResolver;
+
+  constructor(config: Config) {
+    this.config = config;
+    this.router = new Router(config.routes);
+    const upstreams = new Map<string, Upstream>();
+    const pipelines = new Map<string, Pipeline>();
+    for (const route of config.routes) {
+      const id = route.upstream.id;
+      if (!upstreams.has(id)) upstreams.set(id, new Upstream(route.upstream));
+      pipelines.set(route.id, Pipeline.forRoute(route, config.global_rules));
+    }
+    this.upstreams = upstreams;
+    this.pipelines = pipelines;
+    this.clientIp = new ClientIpResolver(config.gateway.trusted_proxies, config.gateway.real_ip_header);
+  }
+
+  upstreamFor(route: RouteConfig): Upstream {
+    return this.upstreams.get(route.upstream.id)!;
+  }
+
+  close(): void {
+    for (const up of this.upstreams.values()) up.close();
+  }
+}
+
+export interface ListenerAddress {
+  host: string;
+  port: number;
+  tls: boolean;
+}
+
+export interface GatewayOptions {
+  /** Use this logger instead of one built from `gateway.log`. */
+  logger?: Logger;
+}
+
+interface Listener {
+  readonly server: http.Server;
+  readonly spec: ListenConfig;
+  readonly proto: 'http' | 'https';
+}
+
+const kListener = Symbol('listener');
+type TaggedServer = http.Server & { [kListener]?: Listener };
+
+export class Gateway {
+  readonly log: Logger;
+  readonly #listeners: Listener[] = [];
+  readonly #live = new Set<LiveConnection>();
+  readonly #accessLog: AccessLog;
+  #runtime: Runtime;
+  #closing: Promise<void> | undefined;
+
+  private constructor(config: Config, opts: GatewayOptions) {
+    this.log = opts.logger ?? createLogger(config.gateway.log);
+    this.#runtime = new Runtime(config);
+    this.#accessLog = new AccessLog(this, this.log, config.gateway.log.access_log);
+  }
+
+  /** Start listening on every configured address. Rejects if a port cannot be bound. */
+  static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+    const gw = new Gateway(config, opts);
+    try {
+      for (const spec of config.gateway.listen) await gw.#listen(spec);
+    } catch (err) {
+      await gw.close(0);
+      throw err;
+    }
+    for (const [id, p] of gw.#runtime.pipelines) {
+      if (p.plugins.length > 0) gw.log.info({ route: id, plugins: p.describe(), mode: p.inspectsMessages ? 'frame' : 'tunnel' }, 'route plugins');
+    }
+    gw.log.info({ listen: gw.addresses() }, 'portcullis listening');
+    return gw;
+  }
+
+  get config(): Config {
+    return this.#runtime.config;
+  }
+
+  /** Live WebSocket and SSE connections. */
+  get connections(): ReadonlySet<LiveConnection> {
+    return this.#live;
+  }
+
+  addresses(): ListenerAddress[] {
+    return this.#listeners.map((l) => {
+      const a = l.server.address() as AddressInfo;
+      return { host: a.address, port: a.port, tls: l.proto === 'https' };
+    });
+  }
+
+  #listen(spec: ListenConfig): Promise<void> {
+    const g = this.#runtime.config.gateway;
+    const common: http.ServerOptions = {
+      maxHeaderSize: g.max_header_size,
+      headersTimeout: g.client_header_timeout * 1000,
+      requestTimeout: Math.max(300_000, g.client_header_timeout * 1000),
+      keepAliveTimeout: g.keepalive_timeout * 1000,
+      connectionsCheckingInterval: Math.min(1000, g.client_header_timeout * 1000),
+      insecureHTTPParser: false,
+      requireHostHeader: true,
+      noDelay: true,
+    };
+    const server: TaggedServer = spec.tls
+      ? https.createServer({ ...common, cert: spec.tls.certPem, key: spec.tls.keyPem })
+      : http.createServer(common);
+    const listener: Listener = { server, spec, proto: spec.tls ? 'https' : 'http' };
+    server[kListener] = listener;
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(listener, req, res));
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#onUpgrade(listener, req, socket, head));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket));
+    this.#listeners.push(listener);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: spec.host, port: spec.port }, () => {
+        server.off('error', reject);
+        server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
+        resolve();
+      });
+    });
+  }
+
+  #forwarding(listener: Listener, req: IncomingMessage): { fwd: ForwardingInfo; clientIp: string } {
+    const peer = normalizePeer(req.socket.remoteAddress);
+    const resolver = this.#runtime.clientIp;
+    const { clientIp, forwardedFor } = resolver.resolve(peer, req.headers);
+    return {
+      clientIp,
+      fwd: {
+        peer,
+        peerTrusted: forwardedFor.length > 0 || resolver.isTrusted(peer),
+        forwardedFor,
+        proto: listener.proto,
+        port: req.socket.localPort ?? 0,
+      },
+    };
+  }
+
+  /** Shared by both entry points: Host, path, route. Throws GatewayError. */
+  #route(req: IncomingMessage, websocket: boolean, listener: Listener, id: string, startedAt: number): Exchange {
+    if (hasDuplicateHost(req.rawHeaders)) throw new GatewayError('DUPLICATE_HOST');
+    const target = splitTarget(req.url ?? '');
+    const norm = normalizePath(target.path);
+    if (!norm.ok) throw new GatewayError('BAD_PATH', { detail: norm.reason });
+    const runtime = this.#runtime;
+    const method = req.method ?? 'GET';
+    const match = runtime.router.match(method, req.headers.host, norm.path);
+    if (!match) throw new GatewayError('ROUTE_NOT_FOUND', { detail: `${method} ${norm.path}` });
+    const route = match.route;
+    if (websocket && !route.enable_websocket) {
+      throw new GatewayError('WS_NOT_ENABLED', { detail: `route ${route.id}` });
+    }
+    const { fwd, clientIp } = this.#forwarding(listener, req);
+    const ctx = new Context({
+      id,
+      routeId: route.id,
+      method,
+      path: norm.path,
+      query: target.query,
+      host: req.headers.host ?? '',
+      headers: req.headers,
+      clientIp,
+      websocket,
+      startedAt,
+      params: match.params,
+    });
+    return new Exchange(
+      this,
+      ctx,
+      route,
+      runtime.pipelines.get(route.id)!,
+      runtime.upstreamFor(route),
+      fwd,
+      this.log,
+      websocket ? 'websocket' : 'http',
+    );
+  }
+
+  #onRequest(listener: Listener, req: IncomingMessage, res: ServerResponse): void {
+    const startedAt = Date.now();
+    const id = requestId(req);
+    if (this.#closing) res.setHeader('connection', 'close');
+    let x: Exchange;
+    try {
+      x = this.#route(req, false, listener, id, startedAt);
+    } catch (err) {
+      const e = asGatewayError(err);
+      sendError(res, e, id);
+      this.#early(req, listener, id, startedAt, e, 'http');
+      return;
+    }
+    const verdict = x.pipeline.runAccess(x.ctx);
+    if (verdict === undefined) return proxyHttp(x, req, res, this.#live);
+    if (!(verdict instanceof Promise)) return this.#rejectHttp(x, res, verdict);
+    verdict.then(
+      (v) => {
+        if (res.destroyed) return this.#clientLeft(x);
+        if (v) this.#rejectHttp(x, res, v);
+        else proxyHttp(x, req, res, this.#live);
+      },
+      (err: unknown) => this.#rejectHttp(x, res, { reject: 'PLUGIN_ERROR', detail: String(err) }),
+    );
+  }
+
+  #rejectHttp(x: Exchange, res: ServerResponse, r: Rejection): void {
+    const err = fromRejection(r);
+    sendError(res, err, x.ctx.id);
+    this.#finishRejected(x, err);
+  }
+
+  #finishRejected(x: Exchange, err: GatewayError): void {
+    x.summary.status = err.status;
+    x.summary.error = err.code;
+    x.summary.closedBy = 'gateway';
+    x.finish(err.detail);
+  }
+
+  #clientLeft(x: Exchange): void {
+    x.summary.status = 499;
+    x.summary.closedBy = 'client';
+    x.finish('client left during the access phase');
+  }
+
+  #onUpgrade(listener: Listener, req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const startedAt = Date.now();
+    const id = requestId(req);
+    socket.on('error', ignore);
+    let x: Exchange;
+    let key: string;
+    try {
+      if (this.#closing) throw new GatewayError('SHUTTING_DOWN');
+      if (!isWebSocketUpgrade(req.headers.upgrade)) {
+        throw new GatewayError('UPGRADE_NOT_SUPPORTED', { detail: `Upgrade: ${String(req.headers.upgrade).slice(0, 64)}` });
+      }
+      // A client must wait for the 101 before sending frames (RFC 6455 4.1).
+      if (head.length > 0) throw new GatewayError('WS_EARLY_DATA', { detail: `${head.length} bytes with the handshake` });
+      x = this.#route(req, true, listener, id, startedAt);
+      key = checkClientHandshake(req);
+    } catch (err) {
+      const e = asGatewayError(err);
+      rejectSocket(socket, e, id);
+      this.#early(req, listener, id, startedAt, e, 'websocket');
+      return;
+    }
+
+    // Until the upstream accepted, nothing the client sends is forwarded: a byte now is a protocol violation.
+    let released = false;
+    const onEarly = (): void => {
+      if (released || x.finished) return;
+      released = true;
+      socket.pause();
+      const e = new GatewayError('WS_EARLY_DATA', { detail: 'data before the 101' });
+      rejectSocket(socket, e, id);
+      this.#finishRejected(x, e);
+    };
+    socket.on('data', onEarly);
+    const timer = setTimeout(() => {
+      if (released || x.finished) return;
+      released = true;
+      socket.off('data', onEarly);
+      const e = new GatewayError('HANDSHAKE_TIMEOUT');
+      this.#finishRejected(x, e);
+      rejectSocket(socket, e, id);
+    }, this.#runtime.config.gateway.handshake_timeout * 1000);
+    timer.unref();
+    const release = (): void => {
+      released = true;
+      clearTimeout(timer);
+      socket.off('data', onEarly);
+    };
+
+    const go = (v: Rejection | undefined): void => {
+      if (x.finished) return;
+      if (socket.destroyed) {
+        clearTimeout(timer);
+        return this.#clientLeft(x);
+      }
+      if (v) {
+        release();
+        const e = fromRejection(v);
+        rejectSocket(socket, e, id);
+        this.#finishRejected(x, e);
+        return;
+      }
+      proxyWebSocket({ x, req, socket, key, live: this.#live, release });
+    };
+    const verdict = x.pipeline.runAccess(x.ctx);
+    if (verdict instanceof Promise) {
+      verdict.then(go, (err: unknown) => go({ reject: 'PLUGIN_ERROR', detail: String(err) }));
+    } else {
+      go(verdict);
+    }
+  }
+
+  #onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const code: ErrorCode =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? 'HEADERS_TOO_LARGE'
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? 'REQUEST_TIMEOUT'
+          : 'BAD_REQUEST';
+    this.log.debug({ err: err.code ?? err.message, error: code }, 'client error');
+    rejectSocket(socket, new GatewayError(code), undefined);
+  }
+
+  /** Publish a request that ended before it had a route (bad path, no route, bad handshake). */
+  #early(req: IncomingMessage, listener: Listener, id: string, startedAt: number, err: GatewayError, protocol: 'http' | 'websocket'): void {
+    if (!channels.finished.hasSubscribers) return;
+    const ev: FinishedEvent = {
+      source: this,
+      ctx: undefined,
+      summary: {
+        protocol,
+        status: err.status,
+        durationMs: Date.now() - startedAt,
+        bytesIn: 0,
+        bytesOut: 0,
+        messagesIn: null,
+        messagesOut: null,
+        closedBy: 'gateway',
+        error: err.code,
+      },
+      method: req.method ?? '',
+      path: splitTarget(req.url ?? '').path.slice(0, 256),
+      routeId: undefined,
+      clientIp: this.#forwarding(listener, req).clientIp,
+      requestId: id,
+      ...(err.detail ? { detail: err.detail } : {}),
+    };
+    channels.finished.publish(ev);
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, close WebSockets with 1001 and end SSE
+   * streams, let in-flight requests finish, cut whatever is left after `graceMs`.
+   */
+  close(graceMs = this.#runtime.config.gateway.shutdown_timeout * 1000): Promise<void> {
+    this.#closing ??= this.#close(graceMs);
+    return this.#closing;
+  }
+
+  async #close(graceMs: number): Promise<void> {
+    const closed = this.#listeners.map(
+      (l) => new Promise<void>((resolve) => (l.server.listening ? l.server.close(() => resolve()) : resolve())),
+    );
+    for (const l of this.#listeners) l.server.closeIdleConnections();
+    for (const conn of [...this.#live]) conn.shutdown(1001, 'going away');
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+    });
+    await Promise.race([Promise.all(closed), deadline]);
+    clearTimeout(timer);
+    for (const conn of [...this.#live]) conn.destroy();
+    for (const l of this.#listeners) l.server.closeAllConnections();
+    await Promise.all(closed);
+    this.#runtime.close();
+    this.#accessLog.close();
+    this.log.info('portcullis stopped');
+    await new Promise<void>((resolve) => this.log.flush(() => resolve()));
+  }
+}
+
+function requestId(_req: IncomingMessage): string {
+  return randomUUID();
+}
+
+function normalizePeer(addr: string | undefined): string {
+  if (!addr) return '0.0.0.0';
+  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+}
+
+function fromRejection(r: Rejection): GatewayError {
+  return new GatewayError(r.reject, {
+    ...(r.status !== undefined ? { status: r.status } : {}),
+    ...(r.message !== undefined ? { message: r.message } : {}),
+    ...(r.headers !== undefined ? { headers: r.headers } : {}),
+    ...(r.detail !== undefined ? { detail: r.detail } : {}),
+  });
+}
+
+function asGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new GatewayError('INTERNAL_ERROR', { detail: err instanceof Error ? err.message : String(err) });
+}
+
+function ignore(): void {}

@@ -1,0 +1,167 @@
+/**
+ * Server-Sent Events streaming: each chunk from the upstream is written to the
+ * client as it arrives (no buffering, no compression), with optional heartbeat
+ * comments inserted only between events and an optional maximum duration.
+ */
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import zlib from 'node:zlib';
+import type { Exchange, LiveConnection } from '../../server/exchange.js';
+import { cleanResponseHeaders } from './headers.js';
+import { HEARTBEAT, SseBoundaryTracker } from './sse-boundary.js';
+
+export interface LiveRegistry {
+  add(conn: LiveConnection): void;
+  delete(conn: LiveConnection): void;
+}
+
+export function isEventStream(contentType: string | undefined): boolean {
+  if (!contentType) return false;
+  const semi = contentType.indexOf(';');
+  return (semi === -1 ? contentType : contentType.slice(0, semi)).trim().toLowerCase() === 'text/event-stream';
+}
+
+export class SseStream implements LiveConnection {
+  readonly exchange: Exchange;
+  readonly #upReq: ClientRequest;
+  readonly #upRes: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #live: LiveRegistry;
+  readonly #tracker = new SseBoundaryTracker();
+  #source: Readable;
+  #lastWrite = Date.now();
+  #heartbeat: NodeJS.Timeout | undefined;
+  #maxDuration: NodeJS.Timeout | undefined;
+  #ending = false;
+
+  constructor(x: Exchange, upReq: ClientRequest, upRes: IncomingMessage, res: ServerResponse, live: LiveRegistry) {
+    this.exchange = x;
+    this.#upReq = upReq;
+    this.#upRes = upRes;
+    this.#res = res;
+    this.#live = live;
+    this.#source = upRes;
+  }
+
+  start(): void {
+    const x = this.exchange;
+    const upRes = this.#upRes;
+    const res = this.#res;
+    const headers = cleanResponseHeaders(upRes.headers);
+    delete headers['content-length'];
+    const decoder = decoderFor(upRes.headers['content-encoding']);
+    if (decoder) {
+      delete headers['content-encoding'];
+      this.#source = upRes.pipe(decoder);
+      decoder.on('error', () => this.#upstreamEnded(true));
+    }
+    headers['cache-control'] = 'no-cache, no-transform';
+    headers['x-accel-buffering'] = 'no';
+    headers['x-request-id'] = x.ctx.id;
+    // Streams are long-lived: the read timeout only bounded the wait for headers.
+    this.#upReq.setTimeout(0);
+    res.socket?.setNoDelay(true);
+    res.writeHead(upRes.statusCode ?? 200, headers);
+    res.flushHeaders();
+    x.summary.status = upRes.statusCode ?? 200;
+    this.#live.add(this);
+
+    const sse = x.route.sse;
+    if (sse.heartbeat_interval > 0) {
+      this.#heartbeat = setInterval(beat, sse.heartbeat_interval * 1000, this);
+    }
+    if (sse.max_duration > 0) {
+      this.#maxDuration = setTimeout(expire, sse.max_duration * 1000, this);
+    }
+    this.#source.on('data', (chunk: Buffer) => this.#onData(chunk));
+    this.#source.on('end', () => this.#upstreamEnded(false));
+    upRes.on('close', () => {
+      if (!upRes.complete) this.#upstreamEnded(true);
+    });
+    res.on('drain', () => this.#source.resume());
+    res.on('close', () => this.#clientClosed());
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#tracker.feed(chunk);
+    this.exchange.summary.bytesOut += chunk.length;
+    this.#lastWrite = Date.now();
+    if (!this.#res.write(chunk)) this.#source.pause();
+  }
+
+  /** Heartbeat tick: a comment only when quiet and between events. */
+  beat(intervalMs: number): void {
+    if (this.#ending || !this.#tracker.atBoundary) return;
+    if (Date.now() - this.#lastWrite < intervalMs - 50) return;
+    this.#lastWrite = Date.now();
+    this.exchange.summary.bytesOut += HEARTBEAT.length;
+    this.#res.write(HEARTBEAT);
+  }
+
+  shutdown(_code: number, _reason: string): void {
+    this.#end('gateway', 'SHUTTING_DOWN');
+  }
+
+  expire(): void {
+    this.#end('gateway', 'SSE_MAX_DURATION');
+  }
+
+  destroy(): void {
+    this.#res.destroy();
+    this.#upReq.destroy();
+  }
+
+  #end(by: 'gateway' | 'upstream', error: string | undefined): void {
+    if (this.#ending) return;
+    this.#ending = true;
+    this.#cleanup();
+    const s = this.exchange.summary;
+    s.closedBy = by;
+    if (error) s.error = error;
+    this.#upReq.destroy();
+    this.#res.end();
+    this.exchange.finish();
+  }
+
+  #upstreamEnded(broken: boolean): void {
+    this.#end('upstream', broken ? 'UPSTREAM_CLOSED' : undefined);
+  }
+
+  #clientClosed(): void {
+    if (this.#ending) return;
+    this.#ending = true;
+    this.#cleanup();
+    // Abort the upstream request at once so the backend stops producing for nobody.
+    this.#upReq.destroy();
+    this.exchange.summary.closedBy = 'client';
+    this.exchange.finish();
+  }
+
+  #cleanup(): void {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#maxDuration) clearTimeout(this.#maxDuration);
+    this.#live.delete(this);
+  }
+}
+
+function beat(stream: SseStream): void {
+  stream.beat(stream.exchange.route.sse.heartbeat_interval * 1000);
+}
+
+function expire(stream: SseStream): void {
+  stream.expire();
+}
+
+function decoderFor(encoding: string | undefined): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined {
+  switch (encoding?.trim().toLowerCase()) {
+    case 'gzip':
+    case 'x-gzip':
+      return zlib.createGunzip();
+    case 'deflate':
+      return zlib.createInflate();
+    case 'br':
+      return zlib.createBrotliDecompress();
+    default:
+      return undefined;
+  }
+}

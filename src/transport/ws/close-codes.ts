@@ -1,0 +1,30 @@
+/** Close-code mapping between the two sides of a proxied WebSocket. */
+import type { ErrorCode } from '../../core/errors.js';
+import type { Direction } from '../../core/plugin.js';
+
+/**
+ * The code to send to the other side when `from` closed with `code`. Codes that
+ * must not be sent on the wire (1005 no status, 1006 abnormal, 1015 TLS) become:
+ * 1005 -> a close without a code; a vanished upstream -> 1014 (bad gateway) to the
+ * client; a vanished client -> 1001 (going away) to the upstream.
+ */
+export function peerCloseCode(from: Direction, code: number): number {
+  if (code === 1005) return 1005;
+  if (code === 1006 || code === 1015) return from === 'upstream' ? 1014 : 1001;
+  return code;
+}
+
+/** Catalogue error for an error event from `ws` (its codes name the violation). */
+export function errorForWsError(err: Error): ErrorCode {
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH':
+    case 'WS_ERR_TOO_MANY_BUFFERED_PARTS':
+      return 'WS_MESSAGE_TOO_BIG';
+    case 'WS_ERR_INVALID_UTF8':
+      return 'WS_INVALID_PAYLOAD';
+    case undefined:
+      return 'UPSTREAM_CLOSED';
+    default:
+      return (err as NodeJS.ErrnoException).code!.startsWith('WS_ERR_') ? 'WS_PROTOCOL_ERROR' : 'UPSTREAM_CLOSED';
+  }
+}

@@ -1,0 +1,291 @@
+/**
+ * Joins an accepted client handshake to an upstream WebSocket.
+ *
+ * The client's handshake was checked and passed the access phase; its socket is
+ * held with every byte it sends discarded (never forwarded). The handshake is
+ * forwarded to an upstream node; only a `101` with a correct
+ * `Sec-WebSocket-Accept` joins the two. Any other answer is relayed to the
+ * client and both connections are closed, so nothing the client sent after the
+ * handshake (a smuggled request) ever reaches the upstream.
+ *
+ * Tunnel mode (no message plugin on the route): the 101 is relayed and the
+ * sockets are piped. Frame mode: `ws` terminates both sides and messages pass
+ * through the pipeline.
+ */
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { WebSocketSettings } from '../../config/types.js';
+import { GatewayError } from '../../core/errors.js';
+import type { Exchange } from '../../server/exchange.js';
+import { rejectSocket } from '../../server/respond.js';
+import { UpstreamAttempt } from '../../upstream/connect.js';
+import { nodeLabel } from '../../upstream/balancer.js';
+import { buildUpstreamHeaders, cleanResponseHeaders } from '../http/headers.js';
+import type { LiveRegistry } from '../http/sse.js';
+import { FrameBridge } from './frame.js';
+import { checkUpstreamHandshake, offeredProtocols } from './handshake.js';
+import { Tunnel } from './tunnel.js';
+
+export interface WsJob {
+  readonly x: Exchange;
+  readonly req: IncomingMessage;
+  readonly socket: Socket;
+  readonly key: string;
+  readonly live: LiveRegistry;
+  /** Called when the client's socket is handed on: stop discarding its bytes. */
+  readonly release: () => void;
+}
+
+export function proxyWebSocket(job: WsJob): void {
+  if (job.x.pipeline.inspectsMessages) frameMode(job);
+  else tunnelMode(job);
+}
+
+function upstreamHeaders(job: WsJob, host: string | undefined, keepExtensions: boolean): OutgoingHttpHeaders {
+  const { x, req } = job;
+  const set: Record<string, string | null> = { ...x.ctx.upstreamHeaders, 'x-request-id': x.ctx.id };
+  if (host !== req.headers.host) set.host = host ?? null;
+  const h: OutgoingHttpHeaders = buildUpstreamHeaders(req.headers, {
+    peer: x.fwd.peer,
+    forwardedFor: x.fwd.forwardedFor,
+    proto: x.fwd.proto,
+    host: req.headers.host,
+    port: x.fwd.port,
+    peerTrusted: x.fwd.peerTrusted,
+    set,
+  });
+  if (!keepExtensions) delete h['sec-websocket-extensions'];
+  return h;
+}
+
+function fail(job: WsJob, err: GatewayError): void {
+  const { x, socket } = job;
+  if (x.finished) return;
+  rejectSocket(socket, err, x.ctx.id);
+  x.summary.status = err.status;
+  x.summary.error = err.code;
+  x.summary.closedBy = 'gateway';
+  x.finish(err.detail);
+}
+
+/**
+ * Relay a non-101 answer to the client with `Connection: close`, then close both
+ * connections. The client socket is never read again.
+ */
+function relayRefusal(job: WsJob, res: IncomingMessage): void {
+  const { x, socket } = job;
+  const status = res.statusCode ?? 502;
+  const headers = cleanResponseHeaders(res.headers);
+  delete headers['content-length'];
+  let head = `HTTP/1.1 ${status} ${res.statusMessage ?? ''}\r\n`;
+  for (const [k, v] of Object.entries(headers)) {
+    for (const value of Array.isArray(v) ? v : [v]) head += `${k}: ${value}\r\n`;
+  }
+  head += 'connection: close\r\n\r\n';
+  x.summary.status = status;
+  x.summary.closedBy = 'upstream';
+  if (!socket.writable) {
+    res.destroy();
+    socket.destroy();
+    x.finish();
+    return;
+  }
+  socket.write(head);
+  res.on('data', (chunk: Buffer) => {
+    x.summary.bytesOut += chunk.length;
+    socket.write(chunk);
+  });
+  const done = (): void => {
+    socket.end();
+    res.socket?.destroy();
+    x.finish();
+  };
+  res.on('end', done);
+  res.on('error', done);
+}
+
+function tunnelMode(job: WsJob): void {
+  const { x, req, socket, key } = job;
+  const settings = x.route.websocket;
+  const offered = offeredProtocols(req.headers);
+  const extensions = settings.extensions === 'passthrough' ? req.headers['sec-websocket-extensions'] : undefined;
+  const attempt = new UpstreamAttempt(
+    x.upstream,
+    {
+      method: 'GET',
+      path: x.ctx.upstreamTarget(),
+      pooled: false,
+      headers: (node) => {
+        const h = upstreamHeaders(job, x.upstream.hostHeader(req.headers.host, node), extensions !== undefined);
+        h.connection = 'Upgrade';
+        h.upgrade = 'websocket';
+        return h;
+      },
+    },
+    {
+      connected(upReq) {
+        upReq.end();
+      },
+      response(res) {
+        relayRefusal(job, res);
+      },
+      upgrade(res, upSocket, upHead, node) {
+        socket.off('close', onClientGone);
+        try {
+          checkUpstreamHandshake(res, key, offered, extensions);
+        } catch (err) {
+          upSocket.destroy();
+          fail(job, err as GatewayError);
+          x.log.warn({ request_id: x.ctx.id, upstream: nodeLabel(node), detail: (err as GatewayError).detail }, 'upstream handshake refused');
+          return;
+        }
+        if (socket.destroyed) {
+          upSocket.destroy();
+          x.summary.status = 499;
+          x.summary.closedBy = 'client';
+          x.finish();
+          return;
+        }
+        job.release();
+        let head = 'HTTP/1.1 101 Switching Protocols\r\n';
+        const raw = res.rawHeaders;
+        for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+        socket.write(`${head}\r\n`);
+        x.summary.status = 101;
+        new Tunnel(x, socket, upSocket, job.live).start(upHead);
+      },
+      failed(err) {
+        socket.off('close', onClientGone);
+        fail(job, err);
+      },
+    },
+  );
+  const onClientGone = (): void => {
+    attempt.abort();
+    if (!x.finished) {
+      x.summary.status = 499;
+      x.summary.closedBy = 'client';
+      x.finish('client left during the handshake');
+    }
+  };
+  socket.on('close', onClientGone);
+  attempt.start();
+}
+
+/** One terminating WebSocketServer per distinct settings (max payload etc.). */
+const servers = new WeakMap<WebSocketSettings, WebSocketServer>();
+
+function serverFor(settings: WebSocketSettings): WebSocketServer {
+  let wss = servers.get(settings);
+  if (!wss) {
+    wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: settings.max_payload,
+      maxFragments: settings.max_fragments,
+      skipUTF8Validation: false,
+      autoPong: true,
+      allowSynchronousEvents: true,
+      handleProtocols: (_protocols: Set<string>, request: IncomingMessage) => (request as ReqWithProto)[kProtocol] ?? false,
+    });
+    servers.set(settings, wss);
+  }
+  return wss;
+}
+
+const kProtocol = Symbol('protocol');
+type ReqWithProto = IncomingMessage & { [kProtocol]?: string | false };
+
+function frameMode(job: WsJob): void {
+  const { x, req, socket } = job;
+  const up = x.upstream;
+  const settings = x.route.websocket;
+  const offered = offeredProtocols(req.headers);
+  const tried = new Set<number>();
+  let upstreamWs: WebSocket | undefined;
+  let done = false;
+
+  const onClientGone = (): void => {
+    done = true;
+    upstreamWs?.terminate();
+    if (!x.finished) {
+      x.summary.status = 499;
+      x.summary.closedBy = 'client';
+      x.finish('client left during the handshake');
+    }
+  };
+  socket.on('close', onClientGone);
+
+  const next = (last: GatewayError | undefined): void => {
+    if (done) return;
+    const pick = up.balancer.pick(tried);
+    if (!pick) {
+      done = true;
+      socket.off('close', onClientGone);
+      fail(job, last ?? new GatewayError('UPSTREAM_UNAVAILABLE', { detail: 'no upstream node available' }));
+      return;
+    }
+    tried.add(pick.index);
+    const { node, index } = pick;
+    const host = node.host.includes(':') ? `[${node.host}]` : node.host;
+    const url = `${up.secure ? 'wss' : 'ws'}://${host}:${node.port}${x.ctx.upstreamTarget()}`;
+    const headers = upstreamHeaders(job, up.hostHeader(req.headers.host, node), false);
+    for (const h of ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions']) delete headers[h];
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(url, offered, {
+        headers: headers as Record<string, string>,
+        perMessageDeflate: false,
+        maxPayload: settings.max_payload,
+        handshakeTimeout: (up.config.timeout.connect + up.config.timeout.read) * 1000,
+        followRedirects: false,
+        autoPong: true,
+        allowSynchronousEvents: true,
+        ...(up.secure ? up.tlsOptions() : {}),
+      } as ConstructorParameters<typeof WebSocket>[2]);
+    } catch (err) {
+      done = true;
+      socket.off('close', onClientGone);
+      fail(job, new GatewayError('BAD_REQUEST', { detail: `cannot offer subprotocols: ${(err as Error).message}` }));
+      return;
+    }
+    upstreamWs = ws;
+    let opened = false;
+    ws.once('unexpected-response', (_r, res) => {
+      if (done) return res.destroy();
+      done = true;
+      socket.off('close', onClientGone);
+      relayRefusal(job, res);
+    });
+    ws.on('error', (err: NodeJS.ErrnoException) => {
+      if (done || opened) return;
+      const refused = err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH';
+      if (refused) {
+        up.balancer.markFailed(index);
+        next(new GatewayError('UPSTREAM_UNAVAILABLE', { detail: `${err.code} to ${nodeLabel(node)}` }));
+        return;
+      }
+      done = true;
+      socket.off('close', onClientGone);
+      const timeout = /timed out/i.test(err.message);
+      const code = timeout ? 'UPSTREAM_TIMEOUT' : err.message.includes('Sec-WebSocket') || err.message.includes('subprotocol') ? 'WS_UPSTREAM_BAD_HANDSHAKE' : 'UPSTREAM_UNAVAILABLE';
+      fail(job, new GatewayError(code, { detail: `${err.message} (${nodeLabel(node)})` }));
+    });
+    ws.once('open', () => {
+      opened = true;
+      if (done) return ws.terminate();
+      done = true;
+      up.balancer.markOk(index);
+      socket.off('close', onClientGone);
+      (req as ReqWithProto)[kProtocol] = ws.protocol === '' ? false : ws.protocol;
+      job.release();
+      serverFor(settings).handleUpgrade(req, socket, Buffer.alloc(0), (client) => {
+        x.summary.status = 101;
+        new FrameBridge(x, client, ws, socket, job.live).start();
+      });
+    });
+  };
+  next(undefined);
+}

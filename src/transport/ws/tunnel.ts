@@ -1,0 +1,245 @@
+/**
+ * Tunnel mode, the fast path: after both 101s, client and upstream sockets are
+ * joined as a byte pipe. Frames are not parsed or unmasked; a boundary tracker
+ * per direction reads only frame headers, so the gateway can count messages,
+ * see close codes, and inject its own close frame between frames (idle timeout,
+ * shutdown, revocation, upstream loss).
+ *
+ * Listeners are module-level functions; per-socket state hangs off a symbol.
+ */
+import type { Socket } from 'node:net';
+import type { ErrorCode } from '../../core/errors.js';
+import { ERRORS } from '../../core/errors.js';
+import type { Exchange, LiveConnection } from '../../server/exchange.js';
+import type { LiveRegistry } from '../http/sse.js';
+import { buildCloseFrame, FrameBoundaryTracker } from './frame-boundary.js';
+
+const kTunnel = Symbol('tunnel');
+type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
+
+/** How long peers get to finish the closing handshake after the gateway closed. */
+const CLOSE_GRACE_MS = 3000;
+
+/** One direction of the tunnel: bytes read from `src`, written to `dst`. */
+interface Leg {
+  readonly src: TunnelSocket;
+  readonly dst: TunnelSocket;
+  readonly tracker: FrameBoundaryTracker;
+  /** Frames the gateway injects toward `dst` must be masked (toward the upstream). */
+  readonly masked: boolean;
+  /** A close frame waiting for the next frame boundary of this direction. */
+  pendingClose: Buffer | undefined;
+  /** The gateway sent its own close toward `dst`: forward nothing more. */
+  stopped: boolean;
+}
+
+export class Tunnel implements LiveConnection {
+  readonly exchange: Exchange;
+  readonly #live: LiveRegistry;
+  /** client -> upstream */
+  readonly up: Leg;
+  /** upstream -> client */
+  readonly down: Leg;
+  #closedSockets = 0;
+  #graceTimer: NodeJS.Timeout | undefined;
+  #gatewayError: ErrorCode | undefined;
+  #gatewayCloseCode: number | undefined;
+
+  constructor(x: Exchange, client: Socket, upstream: Socket, live: LiveRegistry) {
+    this.exchange = x;
+    this.#live = live;
+    this.up = { src: client, dst: upstream, tracker: new FrameBoundaryTracker(), masked: true, pendingClose: undefined, stopped: false };
+    this.down = { src: upstream, dst: client, tracker: new FrameBoundaryTracker(), masked: false, pendingClose: undefined, stopped: false };
+  }
+
+  /** Join the sockets. `upHead`: bytes the upstream sent right after its 101. */
+  start(upHead: Buffer): void {
+    const client = this.up.src;
+    const upstream = this.down.src;
+    client[kTunnel] = this;
+    upstream[kTunnel] = this;
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
+    upstream.setTimeout(0);
+    client.on('data', onData);
+    upstream.on('data', onData);
+    client.on('drain', onDrain);
+    upstream.on('drain', onDrain);
+    client.on('end', onEnd);
+    upstream.on('end', onEnd);
+    client.on('close', onClose);
+    upstream.on('close', onClose);
+    client.on('error', onError);
+    upstream.on('error', onError);
+    const idle = this.exchange.route.websocket.idle_timeout;
+    if (idle > 0) client.setTimeout(idle * 1000, onIdle);
+    this.#live.add(this);
+    if (upHead.length > 0) this.forward(this.down, upHead);
+    // Bytes may have arrived on the client socket while the upstream handshake ran;
+    // the caller discarded them (never forwarded), so resume reading now.
+    client.resume();
+  }
+
+  legFrom(socket: TunnelSocket): Leg {
+    return socket === this.up.src ? this.up : this.down;
+  }
+
+  forward(leg: Leg, chunk: Buffer): void {
+    if (leg.stopped) return;
+    const s = this.exchange.summary;
+    if (leg === this.up) s.bytesIn += chunk.length;
+    else s.bytesOut += chunk.length;
+    const tracker = leg.tracker;
+    if (leg.pendingClose) {
+      const n = tracker.feed(chunk, true);
+      if (tracker.atBoundary) {
+        if (n > 0) leg.dst.write(n === chunk.length ? chunk : chunk.subarray(0, n));
+        this.#sendClose(leg, leg.pendingClose);
+        return;
+      }
+      leg.dst.write(chunk);
+      return;
+    }
+    tracker.feed(chunk);
+    if (tracker.error !== undefined) {
+      this.exchange.log.info({ request_id: this.exchange.ctx.id, reason: tracker.error }, 'websocket protocol violation in tunnel');
+      this.#gatewayError = 'WS_PROTOCOL_ERROR';
+      this.#gatewayCloseCode = ERRORS.WS_PROTOCOL_ERROR.close;
+      this.destroy();
+      return;
+    }
+    if (!leg.dst.write(chunk)) leg.src.pause();
+  }
+
+  /**
+   * Close both sides with `code`, each at its next frame boundary. Used for idle
+   * timeout, shutdown, revocation and upstream loss.
+   */
+  close(code: number, reason: string, error: ErrorCode | undefined): void {
+    if (this.#gatewayCloseCode === undefined && this.#closer() === undefined) {
+      this.#gatewayCloseCode = code;
+      this.#gatewayError = error;
+    }
+    this.#closeLeg(this.down, code, reason);
+    this.#closeLeg(this.up, code === 1014 ? 1001 : code, reason);
+    if (!this.#graceTimer) {
+      this.#graceTimer = setTimeout(destroyTunnel, CLOSE_GRACE_MS, this);
+      this.#graceTimer.unref();
+    }
+  }
+
+  #closeLeg(leg: Leg, code: number, reason: string): void {
+    if (leg.stopped || leg.pendingClose || leg.dst.destroyed || !leg.dst.writable) return;
+    const frame = buildCloseFrame(code, reason, leg.masked);
+    if (leg.tracker.atBoundary) this.#sendClose(leg, frame);
+    else {
+      leg.pendingClose = frame;
+      leg.src.resume();
+    }
+  }
+
+  #sendClose(leg: Leg, frame: Buffer): void {
+    leg.pendingClose = undefined;
+    leg.stopped = true;
+    leg.dst.end(frame);
+  }
+
+  /** Which side sent the first close frame, if any. */
+  #closer(): 'client' | 'upstream' | undefined {
+    if (this.up.tracker.closeSeen) return 'client';
+    if (this.down.tracker.closeSeen) return 'upstream';
+    return undefined;
+  }
+
+  /** A side sent FIN. After its close frame that is the normal end; without one it is a loss. */
+  ended(socket: TunnelSocket): void {
+    const leg = this.legFrom(socket);
+    if (leg.tracker.closeSeen) {
+      if (!leg.stopped) leg.dst.end();
+      return;
+    }
+    if (leg === this.down) this.close(ERRORS.UPSTREAM_CLOSED.close, 'upstream closed', 'UPSTREAM_CLOSED');
+    else this.close(1001, 'client closed', undefined);
+  }
+
+  socketClosed(socket: TunnelSocket): void {
+    const leg = this.legFrom(socket);
+    if (++this.#closedSockets === 2) {
+      this.#finish();
+      return;
+    }
+    // One socket is gone: the other side learns it with a close frame (or at once if it cannot).
+    if (!leg.tracker.closeSeen) this.ended(socket);
+    else if (!leg.dst.destroyed && !leg.stopped) leg.dst.end();
+  }
+
+  shutdown(code: number, reason: string): void {
+    this.close(code, reason, 'SHUTTING_DOWN');
+  }
+
+  idle(): void {
+    this.close(ERRORS.WS_IDLE_TIMEOUT.close, 'idle timeout', 'WS_IDLE_TIMEOUT');
+  }
+
+  destroy(): void {
+    this.up.src.destroy();
+    this.down.src.destroy();
+  }
+
+  #finish(): void {
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    this.#live.delete(this);
+    const s = this.exchange.summary;
+    s.messagesIn = this.up.tracker.messages;
+    s.messagesOut = this.down.tracker.messages;
+    const closer = this.#closer();
+    if (this.#gatewayCloseCode !== undefined && (this.#gatewayError !== undefined || closer === undefined)) {
+      s.closedBy = 'gateway';
+      s.closeCode = this.#gatewayCloseCode;
+      if (this.#gatewayError) s.error = this.#gatewayError;
+    } else if (closer) {
+      s.closedBy = closer;
+      s.closeCode = (closer === 'client' ? this.up : this.down).tracker.closeCode ?? 1005;
+    } else {
+      s.closedBy = 'client';
+      s.closeCode = 1006;
+    }
+    this.exchange.finish();
+  }
+}
+
+function tunnelOf(socket: TunnelSocket): Tunnel {
+  return socket[kTunnel]!;
+}
+
+function onData(this: TunnelSocket, chunk: Buffer): void {
+  const t = tunnelOf(this);
+  t.forward(t.legFrom(this), chunk);
+}
+
+function onDrain(this: TunnelSocket): void {
+  // `this` drained: resume the socket that writes into it.
+  const t = tunnelOf(this);
+  const other = this === t.up.src ? t.down.src : t.up.src;
+  other.resume();
+}
+
+function onEnd(this: TunnelSocket): void {
+  tunnelOf(this).ended(this);
+}
+
+function onClose(this: TunnelSocket): void {
+  tunnelOf(this).socketClosed(this);
+}
+
+function onError(this: TunnelSocket): void {
+  // 'close' follows; the cause (reset, EPIPE) needs no handling of its own.
+}
+
+function onIdle(this: TunnelSocket): void {
+  tunnelOf(this).idle();
+}
+
+function destroyTunnel(t: Tunnel): void {
+  t.destroy();
+}
