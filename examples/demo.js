@@ -86,8 +86,9 @@ Portcullis demo is running on http://${base}  (Ctrl-C to stop)
     curl -i http://${base}/api/hello                           # 403 ACCESS_DENIED
 
   Refused by the gateway itself:
-    curl -i 'http://${base}/ws/chat/%2e%2e/admin'              # 400 BAD_PATH
-    curl -i http://${base}/nowhere                              # 404 ROUTE_NOT_FOUND
+    curl -i 'http://${base}/ws/chat/a%2Fb'                        # 400 BAD_PATH (encoded slash)
+    curl -i 'http://${base}/ws/chat/%2e%2e/%2e%2e/api/hello'     # routed as /api/hello: 403 ACCESS_DENIED
+    curl -i http://${base}/nowhere                                # 404 ROUTE_NOT_FOUND
 `);
 
 let stopping = false;

@@ -35,7 +35,7 @@ async function load(file: string): Promise<Config> {
     return await loadConfigFile(file, { registry: createRegistry() });
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`${err.format()}\n`);
+      process.stderr.write(`portcullis: ${err.message}\n`);
       process.exit(2);
     }
     process.stderr.write(`portcullis: cannot load ${file}: ${(err as Error).message}\n`);

@@ -168,6 +168,21 @@ export async function nextMessage(ws) {
   return isBinary ? data : data.toString();
 }
 
+/** Collect the next `n` messages (a listener, so messages emitted in one tick are not missed). */
+export function collect(ws, n) {
+  return new Promise((resolve) => {
+    const got = [];
+    const on = (data, isBinary) => {
+      got.push(isBinary ? data : data.toString());
+      if (got.length === n) {
+        ws.off('message', on);
+        resolve(got);
+      }
+    };
+    ws.on('message', on);
+  });
+}
+
 /** Wait for close; resolves { code, reason }. */
 export async function closed(ws) {
   if (ws.readyState === ws.CLOSED) return { code: ws._closeCode, reason: '' };

@@ -22,7 +22,6 @@ export const ERRORS = {
   BAD_PATH: { status: 400, close: 1008, message: 'Invalid request path' },
   DUPLICATE_HOST: { status: 400, close: 1008, message: 'Duplicate Host header' },
   ROUTE_NOT_FOUND: { status: 404, close: 1008, message: 'Route not found' },
-  METHOD_NOT_ALLOWED: { status: 405, close: 1008, message: 'Method not allowed' },
 
   // WebSocket handshake
   UPGRADE_NOT_SUPPORTED: { status: 400, close: 1002, message: 'Only Upgrade: websocket is supported' },

@@ -22,6 +22,7 @@ export interface FinishedEvent {
 
 /** A WebSocket or SSE connection was accepted and joined to its upstream. */
 export interface OpenedEvent {
+  source: object;
   ctx: RequestContext;
   protocol: 'websocket' | 'sse';
   mode?: 'tunnel' | 'frame';

@@ -4,7 +4,7 @@
  * access log event) exactly once, on every way it can end.
  */
 import type { RouteConfig } from '../config/types.js';
-import { channels, type FinishedEvent } from '../core/events.js';
+import { channels, type FinishedEvent, type OpenedEvent } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import type { Pipeline } from '../core/pipeline.js';
 import type { ConnectionSummary, Protocol } from '../core/plugin.js';
@@ -72,6 +72,14 @@ export class Exchange {
 
   get finished(): boolean {
     return this.#finished;
+  }
+
+  /** The connection was accepted and joined to its upstream: tell observers. */
+  opened(protocol: 'websocket' | 'sse', mode?: 'tunnel' | 'frame'): void {
+    if (channels.opened.hasSubscribers) {
+      const ev: OpenedEvent = { source: this.source, ctx: this.ctx, protocol, ...(mode ? { mode } : {}) };
+      channels.opened.publish(ev);
+    }
   }
 
   /** Runs the log phase and publishes the finished event, once. */

@@ -39,15 +39,19 @@ export class Upstream {
     };
   }
 
-  /** The Host header the upstream receives, per pass_host. */
-  hostHeader(clientHost: string | undefined, node: UpstreamNode): string | undefined {
+  /**
+   * The Host header the upstream receives, per pass_host. An HTTP/1.0 client may send
+   * no Host; the request the gateway sends is HTTP/1.1, which must carry one (RFC 9112
+   * 3.2), so the node's address stands in.
+   */
+  hostHeader(clientHost: string | undefined, node: UpstreamNode): string {
     switch (this.config.pass_host) {
       case 'node':
         return hostPort(node);
       case 'rewrite':
-        return this.config.upstream_host;
+        return this.config.upstream_host ?? hostPort(node);
       default:
-        return clientHost;
+        return clientHost ?? hostPort(node);
     }
   }
 

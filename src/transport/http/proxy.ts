@@ -16,7 +16,8 @@ export function proxyHttp(x: Exchange, req: IncomingMessage, res: ServerResponse
   // An SSE client must get an uncompressed stream: do not invite the upstream to compress.
   if (acceptsEventStream(req.headers.accept)) set['accept-encoding'] = null;
 
-  req.on('data', countIn);
+  // The body is only read once a node accepted (see `connected`): a 'data' listener
+  // here would start the flow and drop the bytes that arrive before the pipe.
   (req as CountedRequest)[kExchange] = x;
 
   const attempt = new UpstreamAttempt(
@@ -40,6 +41,7 @@ export function proxyHttp(x: Exchange, req: IncomingMessage, res: ServerResponse
     },
     {
       connected(upReq) {
+        req.on('data', countIn);
         req.pipe(upReq);
       },
       response(upRes, upReq) {

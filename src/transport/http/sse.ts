@@ -65,6 +65,7 @@ export class SseStream implements LiveConnection {
     res.flushHeaders();
     x.summary.status = upRes.statusCode ?? 200;
     this.#live.add(this);
+    x.opened('sse');
 
     const sse = x.route.sse;
     if (sse.heartbeat_interval > 0) {

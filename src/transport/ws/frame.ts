@@ -77,6 +77,7 @@ export class FrameBridge implements LiveConnection {
       this.#pinger.unref();
     }
     this.#live.add(this);
+    this.exchange.opened('websocket', 'frame');
   }
 
   #onMessage(side: Side, data: Buffer, isBinary: boolean): void {

@@ -74,6 +74,7 @@ export class Tunnel implements LiveConnection {
     const idle = this.exchange.route.websocket.idle_timeout;
     if (idle > 0) client.setTimeout(idle * 1000, onIdle);
     this.#live.add(this);
+    this.exchange.opened('websocket', 'tunnel');
     if (upHead.length > 0) this.forward(this.down, upHead);
     // Bytes may have arrived on the client socket while the upstream handshake ran;
     // the caller discarded them (never forwarded), so resume reading now.
