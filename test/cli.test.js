@@ -79,6 +79,8 @@ const cases = [
   ['an unreadable TLS key', 'gateway:\n  listen:\n    - { host: 127.0.0.1, port: 0, tls: { cert: ./nope.crt, key: ./nope.key } }\n', /gateway\.listen\[0\]\.tls\.(cert|key): .*(cannot read|no such file)/],
   ['an unknown key', 'routes:\n  - { id: a, uir: /a, upstream: { nodes: { "127.0.0.1:1": 1 } } }\n', /routes\[0\]\.uir: unknown key "uir"/],
   ['a YAML syntax error', 'routes: [\n', /YAML syntax error/],
+  ['a route pattern the router refuses', 'routes:\n  - { id: a, uri: "/a/:x*", upstream: { nodes: { "127.0.0.1:1": 1 } } }\n', /routes\[0\]\.uri: .*"\*" cannot follow a parameter/],
+  ['a zero handshake timeout', 'gateway:\n  handshake_timeout: 0\n', /gateway\.handshake_timeout: expected a number > 0, found 0/],
 ];
 for (const [name, text, pattern] of cases) {
   test(`${name} is refused with its own message and exit code 2`, () => {

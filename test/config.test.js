@@ -228,7 +228,7 @@ describe('${ENV} expansion', () => {
     const text = yaml('gateway:', '  log:', '    destination: ${LOG_FILE}', '  listen:', '    - port: ${PORT}', '  keepalive_timeout: -1');
     const issues = await issuesOf(load(text, { SOME_SECRET: 'do-not-print' }));
     assert.equal(issues.length, 3);
-    issueAt(issues, 'gateway.keepalive_timeout', 6, 'expected a number >= 0');
+    issueAt(issues, 'gateway.keepalive_timeout', 6, 'expected a number > 0');
     const i = issueAt(issues, 'gateway.log.destination', 3, 'environment variable LOG_FILE is not set');
     assert.equal(i.column, 18);
     issueAt(issues, 'gateway.listen[0].port', 5, 'PORT is not set');
@@ -324,9 +324,9 @@ describe('schema errors', () => {
 
   test('numbers: minimum and exclusive minimum', async () => {
     const issues = await issuesOf(
-      load(yaml('gateway:', '  keepalive_timeout: -1', 'upstreams:', '  - id: up', '    nodes: { "a:1": 1 }', '    timeout: { connect: 0 }')),
+      load(yaml('gateway:', '  shutdown_timeout: -1', 'upstreams:', '  - id: up', '    nodes: { "a:1": 1 }', '    timeout: { connect: 0 }')),
     );
-    issueAt(issues, 'gateway.keepalive_timeout', 2, 'expected a number >= 0, found -1');
+    issueAt(issues, 'gateway.shutdown_timeout', 2, 'expected a number >= 0, found -1');
     issueAt(issues, 'upstreams[0].timeout.connect', 6, 'expected a number > 0, found 0');
   });
 

@@ -31,6 +31,13 @@ before(async () => {
     plugins:
       block-words: { words: [spam], on_match: drop, reply: '{"error":"refused"}' }
   - { id: idle, uri: /idle, enable_websocket: true, upstream_id: up, websocket: { idle_timeout: 0.3 } }
+  - id: idle-framed
+    uri: /idle-framed
+    enable_websocket: true
+    upstream_id: up
+    websocket: { idle_timeout: 0.4, ping_interval: 0.1 }
+    plugins:
+      block-words: { words: [spam] }
   - { id: plain, uri: /plain, upstream_id: up }`,
       `  custom_plugins: [${EXAMPLES}plugins/block-words.js]`,
     ),
@@ -132,6 +139,15 @@ test('idle connections are closed with 1001 after the idle timeout', async () =>
   const line = await eventually(() => gw.log.access().find((l) => l.route === 'idle'));
   assert.equal(line.error, 'WS_IDLE_TIMEOUT');
   assert.equal(line.closed_by, 'gateway');
+});
+
+test('frame mode: the gateway\'s own pings do not keep an idle connection alive', async () => {
+  const { ws } = await openWs(`${gw.ws}/idle-framed`);
+  let pings = 0;
+  ws.on('ping', () => pings++);
+  const c = await closed(ws);
+  assert.equal(c.code, 1001);
+  assert.ok(pings > 0, 'the gateway pinged the client');
 });
 
 test('an upgrade to a route without enable_websocket is refused with 400 WS_NOT_ENABLED', async () => {

@@ -38,6 +38,8 @@ import {
 } from './errors.js';
 import type { ConfigIssue, FoundStyle, IssueContext } from './errors.js';
 import { configSchema } from './schema.js';
+import { checkHost, checkUri } from '../router/router.js';
+import { checkCidr } from '../server/client-ip.js';
 import type {
   Config,
   GatewaySettings,
@@ -536,7 +538,7 @@ class Loader implements IssueContext {
     if (Array.isArray(raw.trusted_proxies)) {
       for (const [i, entry] of raw.trusted_proxies.entries()) {
         if (typeof entry !== 'string') continue;
-        if (!isAddressOrCidr(entry)) {
+        if (!isAddressOrCidr(entry) || checkCidr(entry) !== undefined) {
           const p = child(child(pointer, 'trusted_proxies'), i);
           this.#add(p, 'an IPv4/IPv6 address or CIDR such as 10.0.0.0/8', this.describeFound(p, entry, 'value'));
         }
@@ -749,11 +751,20 @@ class Loader implements IssueContext {
         .map(([value, vp]) => {
           const problem = uriProblem(value);
           if (problem) this.#add(vp, problem, this.describeFound(vp, value, 'value'));
+          else {
+            // The router's own check, so that `validate` refuses exactly what the router would.
+            const routerProblem = checkUri(value);
+            if (routerProblem) this.#note(vp, routerProblem);
+          }
           return value;
         });
       const hosts = this.#oneOrMany(r, p, 'host', 'hosts', false).map(([value, vp]) => {
         const host = value.toLowerCase();
         if (!isRouteHost(host)) this.#add(vp, 'a host name such as example.com or *.example.com', this.describeFound(vp, value, 'value'));
+        else {
+          const routerProblem = checkHost(host);
+          if (routerProblem) this.#note(vp, routerProblem);
+        }
         return host;
       });
 

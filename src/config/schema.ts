@@ -120,13 +120,13 @@ const gatewaySchema: Schema = {
       default: 'x-forwarded-for',
       description: 'Header trusted proxies use to pass the client address.',
     },
-    client_header_timeout: seconds('Time allowed to receive a request\'s headers (slow-loris bound).', 10),
+    client_header_timeout: positiveSeconds('Time allowed to receive a request\'s headers (slow-loris bound).', 10),
     max_header_size: {
       type: 'integer', minimum: 1024, maximum: 1048576, default: 16384,
       description: 'Largest request header block, in bytes.',
     },
-    keepalive_timeout: seconds('Keep-alive idle time for client connections.', 60),
-    handshake_timeout: seconds('Time a handshake may take end to end (plugins + upstream).', 10),
+    keepalive_timeout: positiveSeconds('Keep-alive idle time for client connections.', 60),
+    handshake_timeout: positiveSeconds('Time a handshake may take end to end (plugins + upstream).', 10),
     shutdown_timeout: seconds('Time connections get to finish on SIGTERM/SIGINT before they are cut.', 10),
     websocket: {
       type: 'object',
@@ -238,7 +238,7 @@ function upstreamSchema(requireId: boolean): Schema {
         description: 'Idle upstream connections kept for reuse (HTTP and SSE).',
         additionalProperties: false,
         properties: {
-          size: { type: 'integer', minimum: 0, default: 320, description: 'Most idle connections kept.' },
+          size: { type: 'integer', minimum: 1, default: 320, description: 'Most idle connections kept.' },
           idle_timeout: seconds('How long an idle connection is kept.', 60),
         },
       },

@@ -29,7 +29,8 @@ export class Pipeline {
   readonly #logSteps: readonly PluginInstance[];
 
   constructor(instances: readonly PluginInstance[]) {
-    const sorted = [...instances].sort((a, b) => b.def.priority - a.def.priority);
+    // Highest priority first; equal priorities by name, so the order never depends on where a plugin was configured.
+    const sorted = [...instances].sort((a, b) => b.def.priority - a.def.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     this.plugins = sorted;
     const steps: { inst: PluginInstance; phase: Phase }[] = [];
     for (const inst of sorted) if (inst.def.rewrite) steps.push({ inst, phase: 'rewrite' });

@@ -93,7 +93,7 @@ export interface ConnectionSummary {
   durationMs: number;
   bytesIn: number;
   bytesOut: number;
-  /** Messages from the client / to the client (frame mode only; null in tunnel mode). */
+  /** Data messages from the client / to the client (null for HTTP and SSE). */
   messagesIn: number | null;
   messagesOut: number | null;
   closeCode?: number;

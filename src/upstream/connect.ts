@@ -6,7 +6,8 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
+import tls from 'node:tls';
 import type { UpstreamNode } from '../config/types.js';
 import { GatewayError } from '../core/errors.js';
 import type { Upstream } from './upstream.js';
@@ -86,11 +87,12 @@ export class UpstreamAttempt {
       connected = true;
       if (connectTimer) clearTimeout(connectTimer);
       up.balancer.markOk(index);
-      // Until the response starts, the read timeout bounds the wait.
-      req.setTimeout(cfg.timeout.read * 1000, () => {
+      // `send` bounds the gaps while the request is written, `read` the wait for the response.
+      req.setTimeout(cfg.timeout.send * 1000, () => {
         this.#timedOut = true;
         req.destroy();
       });
+      req.once('finish', () => req.setTimeout(cfg.timeout.read * 1000));
       this.#h.connected(req, node);
     };
 
@@ -140,4 +142,71 @@ export class UpstreamAttempt {
       );
     });
   }
+}
+
+/**
+ * Open a raw TCP (or TLS) connection to a node of `up`, with the same failover
+ * as UpstreamAttempt: a refusal or connect timeout marks the node failed and the
+ * next node is tried. Used where a library (ws) speaks the protocol over our
+ * socket. Returns an abort function.
+ */
+export function connectNode(
+  up: Upstream,
+  servername: (node: UpstreamNode) => string | undefined,
+  done: (err: GatewayError | undefined, socket?: Socket, node?: UpstreamNode) => void,
+): () => void {
+  const tried = new Set<number>();
+  let current: Socket | undefined;
+  let finished = false;
+  const next = (last: GatewayError | undefined): void => {
+    if (finished) return;
+    const pick = up.balancer.pick(tried);
+    if (!pick) {
+      finished = true;
+      done(last ?? new GatewayError('UPSTREAM_UNAVAILABLE', { detail: 'no upstream node available' }));
+      return;
+    }
+    const { node, index } = pick;
+    tried.add(index);
+    const label = nodeLabel(node);
+    const sni = servername(node);
+    const socket: Socket = up.secure
+      ? tls.connect({ host: node.host, port: node.port, ...up.tlsOptions(), ...(sni ? { servername: sni } : {}) })
+      : net.connect({ host: node.host, port: node.port });
+    current = socket;
+    let connected = false;
+    const timer = setTimeout(() => {
+      socket.destroy(Object.assign(new Error('connect timeout'), { code: 'ECONNTIMEOUT' }));
+    }, up.config.timeout.connect * 1000);
+    socket.once('connect', () => {
+      connected = true;
+      clearTimeout(timer);
+      up.balancer.markOk(index);
+    });
+    socket.once(up.secure ? 'secureConnect' : 'connect', () => {
+      if (finished) return socket.destroy();
+      finished = true;
+      socket.removeListener('error', onError);
+      done(undefined, socket, node);
+    });
+    const onError = (err: NodeJS.ErrnoException): void => {
+      clearTimeout(timer);
+      if (finished) return;
+      if (!connected) {
+        up.balancer.markFailed(index);
+        const timeout = err.code === 'ECONNTIMEOUT';
+        next(new GatewayError(timeout ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_UNAVAILABLE', { detail: `${timeout ? 'connect timeout' : err.code ?? err.message} to ${label}` }));
+        return;
+      }
+      // Connected, then failed (a TLS verification error): not the next node's problem.
+      finished = true;
+      done(new GatewayError('UPSTREAM_UNAVAILABLE', { detail: `${err.code ?? err.message} from ${label}` }));
+    };
+    socket.on('error', onError);
+  };
+  next(undefined);
+  return () => {
+    finished = true;
+    current?.destroy();
+  };
 }

@@ -4,6 +4,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { isIP } from 'node:net';
 import type { UpstreamConfig, UpstreamNode } from '../config/types.js';
 import { Balancer } from './balancer.js';
 
@@ -53,6 +54,17 @@ export class Upstream {
       default:
         return clientHost ?? hostPort(node);
     }
+  }
+
+  /**
+   * The TLS server name for a connection carrying `hostHeader`: `tls.servername`
+   * when configured, else the Host header's name (as Node's https agent does), never
+   * an IP address.
+   */
+  servername(hostHeader: string): string | undefined {
+    if (this.config.tls.servername) return this.config.tls.servername;
+    const name = hostHeader.startsWith('[') ? '' : hostHeader.replace(/:\d+$/, '');
+    return name !== '' && isIP(name) === 0 ? name : undefined;
   }
 
   close(): void {

@@ -8,7 +8,6 @@
  * that direction wait in a queue and the source is paused (a pending verdict
  * counts as a full buffer).
  */
-import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { ErrorCode } from '../../core/errors.js';
 import { ERRORS } from '../../core/errors.js';
@@ -36,10 +35,11 @@ interface Side {
 export class FrameBridge implements LiveConnection {
   readonly exchange: Exchange;
   readonly #live: LiveRegistry;
-  readonly #rawClient: Socket;
   readonly #fromClient: Side;
   readonly #fromUpstream: Side;
   #pinger: NodeJS.Timeout | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #lastActivity = Date.now();
   #graceTimer: NodeJS.Timeout | undefined;
   #closing = false;
   #closedCount = 0;
@@ -48,10 +48,9 @@ export class FrameBridge implements LiveConnection {
   #firstCloser: 'client' | 'upstream' | undefined;
   #firstCode: number | undefined;
 
-  constructor(x: Exchange, client: WebSocket, upstream: WebSocket, rawClient: Socket, live: LiveRegistry) {
+  constructor(x: Exchange, client: WebSocket, upstream: WebSocket, live: LiveRegistry) {
     this.exchange = x;
     this.#live = live;
-    this.#rawClient = rawClient;
     this.#fromClient = { dir: 'client', src: client, dst: upstream, queue: [], busy: false, paused: false, count: 0 };
     this.#fromUpstream = { dir: 'upstream', src: upstream, dst: client, queue: [], busy: false, paused: false, count: 0 };
   }
@@ -66,9 +65,12 @@ export class FrameBridge implements LiveConnection {
     client.on('error', (err: Error) => this.#onError(this.#fromClient, err));
     upstream.on('error', (err: Error) => this.#onError(this.#fromUpstream, err));
     const settings = this.exchange.route.websocket;
-    // ws cleared the socket's timeout when it took the socket over; set ours.
+    // Idle means no message and no ping from either peer: the gateway's own pings (and
+    // the pongs they draw) must not keep an abandoned connection alive.
     if (settings.idle_timeout > 0) {
-      this.#rawClient.setTimeout(settings.idle_timeout * 1000, () => this.close(ERRORS.WS_IDLE_TIMEOUT.close, 'idle timeout', 'WS_IDLE_TIMEOUT'));
+      client.on('ping', () => this.#touch());
+      upstream.on('ping', () => this.#touch());
+      this.#idleTimer = setTimeout(checkIdle, settings.idle_timeout * 1000, this);
     }
     if (settings.ping_interval > 0) {
       this.#pinger = setInterval(() => {
@@ -80,7 +82,25 @@ export class FrameBridge implements LiveConnection {
     this.exchange.opened('websocket', 'frame');
   }
 
+  #touch(): void {
+    this.#lastActivity = Date.now();
+  }
+
+  /** Idle check: close when quiet for idle_timeout, else look again when it could be. */
+  checkIdle(): void {
+    this.#idleTimer = undefined;
+    if (this.#closing) return;
+    const idleMs = this.exchange.route.websocket.idle_timeout * 1000;
+    const quiet = Date.now() - this.#lastActivity;
+    if (quiet >= idleMs) {
+      this.close(ERRORS.WS_IDLE_TIMEOUT.close, 'idle timeout', 'WS_IDLE_TIMEOUT');
+      return;
+    }
+    this.#idleTimer = setTimeout(checkIdle, idleMs - quiet, this);
+  }
+
   #onMessage(side: Side, data: Buffer, isBinary: boolean): void {
+    this.#lastActivity = Date.now();
     if (this.#closing) return;
     if (side.busy) {
       side.queue.push([data, isBinary]);
@@ -234,6 +254,7 @@ export class FrameBridge implements LiveConnection {
 
   #finish(): void {
     if (this.#pinger) clearInterval(this.#pinger);
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
     if (this.#graceTimer) clearTimeout(this.#graceTimer);
     this.#live.delete(this);
     const s = this.exchange.summary;
@@ -249,4 +270,8 @@ export class FrameBridge implements LiveConnection {
     }
     this.exchange.finish();
   }
+}
+
+function checkIdle(bridge: FrameBridge): void {
+  bridge.checkIdle();
 }

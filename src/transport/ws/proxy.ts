@@ -19,7 +19,7 @@ import type { WebSocketSettings } from '../../config/types.js';
 import { GatewayError } from '../../core/errors.js';
 import type { Exchange } from '../../server/exchange.js';
 import { rejectSocket } from '../../server/respond.js';
-import { UpstreamAttempt } from '../../upstream/connect.js';
+import { connectNode, UpstreamAttempt } from '../../upstream/connect.js';
 import { nodeLabel } from '../../upstream/balancer.js';
 import { buildUpstreamHeaders, cleanResponseHeaders } from '../http/headers.js';
 import type { LiveRegistry } from '../http/sse.js';
@@ -185,6 +185,7 @@ function serverFor(settings: WebSocketSettings): WebSocketServer {
       perMessageDeflate: false,
       maxPayload: settings.max_payload,
       maxFragments: settings.max_fragments,
+      maxBufferedChunks: settings.max_fragments * 4,
       skipUTF8Validation: false,
       autoPong: true,
       allowSynchronousEvents: true,
@@ -203,12 +204,18 @@ function frameMode(job: WsJob): void {
   const up = x.upstream;
   const settings = x.route.websocket;
   const offered = offeredProtocols(req.headers);
-  const tried = new Set<number>();
   let upstreamWs: WebSocket | undefined;
   let done = false;
 
+  const finishWith = (err: GatewayError): void => {
+    if (done) return;
+    done = true;
+    socket.off('close', onClientGone);
+    fail(job, err);
+  };
   const onClientGone = (): void => {
     done = true;
+    abortConnect();
     upstreamWs?.terminate();
     if (!x.finished) {
       x.summary.status = 499;
@@ -218,74 +225,66 @@ function frameMode(job: WsJob): void {
   };
   socket.on('close', onClientGone);
 
-  const next = (last: GatewayError | undefined): void => {
-    if (done) return;
-    const pick = up.balancer.pick(tried);
-    if (!pick) {
-      done = true;
-      socket.off('close', onClientGone);
-      fail(job, last ?? new GatewayError('UPSTREAM_UNAVAILABLE', { detail: 'no upstream node available' }));
-      return;
-    }
-    tried.add(pick.index);
-    const { node, index } = pick;
-    const host = node.host.includes(':') ? `[${node.host}]` : node.host;
-    const url = `${up.secure ? 'wss' : 'ws'}://${host}:${node.port}${x.ctx.upstreamTarget()}`;
-    const headers = upstreamHeaders(job, up.hostHeader(req.headers.host, node), false);
-    for (const h of ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions']) delete headers[h];
-    let ws: WebSocket;
-    try {
-      ws = new WebSocket(url, offered, {
-        headers: headers as Record<string, string>,
-        perMessageDeflate: false,
-        maxPayload: settings.max_payload,
-        handshakeTimeout: (up.config.timeout.connect + up.config.timeout.read) * 1000,
-        followRedirects: false,
-        autoPong: true,
-        allowSynchronousEvents: true,
-        ...(up.secure ? up.tlsOptions() : {}),
-      } as ConstructorParameters<typeof WebSocket>[2]);
-    } catch (err) {
-      done = true;
-      socket.off('close', onClientGone);
-      fail(job, new GatewayError('BAD_REQUEST', { detail: `cannot offer subprotocols: ${(err as Error).message}` }));
-      return;
-    }
-    upstreamWs = ws;
-    let opened = false;
-    ws.once('unexpected-response', (_r, res) => {
-      if (done) return res.destroy();
-      done = true;
-      socket.off('close', onClientGone);
-      relayRefusal(job, res);
-    });
-    ws.on('error', (err: NodeJS.ErrnoException) => {
-      if (done || opened) return;
-      const refused = err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH';
-      if (refused) {
-        up.balancer.markFailed(index);
-        next(new GatewayError('UPSTREAM_UNAVAILABLE', { detail: `${err.code} to ${nodeLabel(node)}` }));
-        return;
+  // The TCP/TLS connection is ours (failover across nodes, connect timeout); ws speaks the handshake over it.
+  const abortConnect = connectNode(
+    up,
+    (node) => up.servername(up.hostHeader(req.headers.host, node)),
+    (err, upSocket, node) => {
+      if (err || !upSocket || !node) return finishWith(err ?? new GatewayError('UPSTREAM_UNAVAILABLE'));
+      if (done) return upSocket.destroy();
+      const host = node.host.includes(':') ? `[${node.host}]` : node.host;
+      const url = `${up.secure ? 'wss' : 'ws'}://${host}:${node.port}${x.ctx.upstreamTarget()}`;
+      const headers = upstreamHeaders(job, up.hostHeader(req.headers.host, node), false);
+      for (const h of ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions']) delete headers[h];
+      let ws: WebSocket;
+      try {
+        ws = new WebSocket(url, offered, {
+          headers: headers as Record<string, string>,
+          createConnection: () => upSocket,
+          perMessageDeflate: false,
+          maxPayload: settings.max_payload,
+          maxFragments: settings.max_fragments,
+          maxBufferedChunks: settings.max_fragments * 4,
+          handshakeTimeout: up.config.timeout.read * 1000,
+          followRedirects: false,
+          autoPong: true,
+          allowSynchronousEvents: true,
+        } as ConstructorParameters<typeof WebSocket>[2]);
+      } catch (e) {
+        upSocket.destroy();
+        return finishWith(new GatewayError('BAD_REQUEST', { detail: `cannot offer subprotocols: ${(e as Error).message}` }));
       }
-      done = true;
-      socket.off('close', onClientGone);
-      const timeout = /timed out/i.test(err.message);
-      const code = timeout ? 'UPSTREAM_TIMEOUT' : err.message.includes('Sec-WebSocket') || err.message.includes('subprotocol') ? 'WS_UPSTREAM_BAD_HANDSHAKE' : 'UPSTREAM_UNAVAILABLE';
-      fail(job, new GatewayError(code, { detail: `${err.message} (${nodeLabel(node)})` }));
-    });
-    ws.once('open', () => {
-      opened = true;
-      if (done) return ws.terminate();
-      done = true;
-      up.balancer.markOk(index);
-      socket.off('close', onClientGone);
-      (req as ReqWithProto)[kProtocol] = ws.protocol === '' ? false : ws.protocol;
-      job.release();
-      serverFor(settings).handleUpgrade(req, socket, Buffer.alloc(0), (client) => {
-        x.summary.status = 101;
-        new FrameBridge(x, client, ws, socket, job.live).start();
+      upstreamWs = ws;
+      let opened = false;
+      ws.once('unexpected-response', (_r, res) => {
+        if (done) return res.destroy();
+        done = true;
+        socket.off('close', onClientGone);
+        relayRefusal(job, res);
       });
-    });
-  };
-  next(undefined);
+      ws.on('error', (e: Error) => {
+        if (opened) return;
+        ws.terminate();
+        const timeout = /timed out/i.test(e.message);
+        const code = timeout
+          ? 'UPSTREAM_TIMEOUT'
+          : /Sec-WebSocket|subprotocol|Upgrade|extension/i.test(e.message)
+            ? 'WS_UPSTREAM_BAD_HANDSHAKE'
+            : 'UPSTREAM_UNAVAILABLE';
+        finishWith(new GatewayError(code, { detail: `${e.message} (${nodeLabel(node)})` }));
+      });
+      ws.once('open', () => {
+        opened = true;
+        if (done) return ws.terminate();
+        done = true;
+        socket.off('close', onClientGone);
+        (req as ReqWithProto)[kProtocol] = ws.protocol === '' ? false : ws.protocol;
+        job.release();
+        serverFor(settings).handleUpgrade(req, socket, Buffer.alloc(0), (client) => {
+          x.summary.status = 101;
+          new FrameBridge(x, client, ws, job.live).start();
+        });
+      });
+    },
+  );
 }
