@@ -153,3 +153,11 @@ test('splitTarget keeps a # in the path so that normalisation refuses it', () =>
   assert.equal(b.query, '');
   assert.deepEqual(normalizePath(b.path), { ok: false, reason: 'fragment' });
 });
+
+test('a dot segment with parameters (/..;/, Tomcat-style) is refused: a servlet upstream would treat it as ..', () => {
+  for (const p of ['/ws/..;/admin', '/ws/.;x/admin', '/ws/%2e%2e;/admin', '/ws/..;jsessionid=1/admin']) {
+    assert.deepEqual(normalizePath(p), { ok: false, reason: 'dot segment with parameters' }, p);
+  }
+  assert.deepEqual(normalizePath('/a/b;v=1/c'), { ok: true, path: '/a/b;v=1/c' });
+  assert.deepEqual(normalizePath('/a/..b;/c'), { ok: true, path: '/a/..b;/c' });
+});

@@ -26,7 +26,8 @@ export type PathRejectReason =
   | 'fragment'
   | 'non-ascii character'
   | 'encoded slash'
-  | 'bad percent-encoding';
+  | 'bad percent-encoding'
+  | 'dot segment with parameters';
 
 export interface NormalizedPath {
   ok: true;
@@ -56,6 +57,9 @@ const BACKSLASH = reject('backslash');
 const FRAGMENT = reject('fragment');
 const NON_ASCII = reject('non-ascii character');
 const ENCODED_SLASH = reject('encoded slash');
+/** `/..;x/`: servlet containers treat it as `..`, so it could walk past a route. */
+const DOT_PARAMS = reject('dot segment with parameters');
+const SEMICOLON = 0x3b;
 const BAD_PERCENT = reject('bad percent-encoding');
 
 const SLASH = 0x2f;
@@ -106,13 +110,13 @@ function isUnreserved(b: number): boolean {
   );
 }
 
-/** True when the `.` at index i starts a `.` or `..` segment. */
+/** True when the `.` at index i starts a `.` or `..` segment (or `.;…`, `..;…`). */
 function isDotSegment(s: string, i: number): boolean {
   if (s.charCodeAt(i - 1) !== SLASH) return false;
   const n = s.length;
   let j = i + 1;
   if (j < n && s.charCodeAt(j) === DOT) j++;
-  return j === n || s.charCodeAt(j) === SLASH;
+  return j === n || s.charCodeAt(j) === SLASH || s.charCodeAt(j) === SEMICOLON;
 }
 
 export function normalizePath(raw: string): NormalizeResult {
@@ -175,6 +179,8 @@ function slowPath(raw: string): NormalizeResult {
     } else if (len === 2 && dec.charCodeAt(start) === DOT && dec.charCodeAt(start + 1) === DOT) {
       segments.pop();
       trailingSlash = true;
+    } else if (dec.charCodeAt(start) === DOT && (dec.charCodeAt(start + 1) === SEMICOLON || (dec.charCodeAt(start + 1) === DOT && dec.charCodeAt(start + 2) === SEMICOLON))) {
+      return DOT_PARAMS;
     } else {
       segments.push(dec.slice(start, end));
       trailingSlash = false;
