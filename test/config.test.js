@@ -169,7 +169,11 @@ describe('a valid config', () => {
   });
 
   test('consumers and global rules', () => {
-    assert.deepEqual(config.consumers, [{ username: 'alice', plugins: { 'test-auth': { key: 'alice-key-123456', header: 'apikey' } } }]);
+    assert.equal(config.consumers.length, 1);
+    assert.equal(config.consumers[0].username, 'alice');
+    assert.deepEqual(config.consumers[0].plugins, { 'test-auth': { key: 'alice-key-123456', header: 'apikey' } });
+    // test-auth declares no consumerSchema, so on a consumer it is an override instance.
+    assert.deepEqual(config.consumers[0].instances.map((i) => i.name), ['test-auth']);
     assert.equal(config.global_rules.length, 1);
     assert.equal(config.global_rules[0].id, 'everywhere');
     assert.deepEqual(config.global_rules[0].plugins, { 'test-limit': { conn: 1000, burst: 0, key_type: 'var' } });

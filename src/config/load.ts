@@ -42,6 +42,8 @@ import { checkHost, checkUri } from '../router/router.js';
 import { checkCidr } from '../server/client-ip.js';
 import type {
   Config,
+  ConsumerConfig,
+  ConsumerGroup,
   GatewaySettings,
   GlobalRule,
   ListenConfig,
@@ -53,6 +55,7 @@ import type {
   UpstreamNode,
   WebSocketSettings,
 } from './types.js';
+import type { ConsumerInfo } from '../core/plugin.js';
 
 export interface LoadOptions {
   registry: PluginRegistry;
@@ -175,6 +178,7 @@ class Loader implements IssueContext {
   readonly #dir: string;
   readonly #env: Env;
   readonly #registry: PluginRegistry;
+  #consumerInfos: readonly ConsumerInfo[] = [];
   readonly #issues: ConfigIssue[] = [];
   readonly #nodes = new Map<string, NodeInfo>();
   /** Display paths whose value has an environment problem: other issues there are noise. */
@@ -208,7 +212,7 @@ class Loader implements IssueContext {
     }
     // An empty section (`routes:` with every entry commented out) means the default.
     for (const k of Object.keys(root)) if (root[k] === null) delete root[k];
-    for (const section of ['routes', 'consumers', 'global_rules']) {
+    for (const section of ['routes', 'consumers', 'consumer_groups', 'global_rules']) {
       const items = root[section];
       if (Array.isArray(items)) for (const item of items) if (isObj(item) && item.plugins === null) delete item.plugins;
     }
@@ -217,8 +221,11 @@ class Loader implements IssueContext {
 
     const gateway = await this.#gateway(root.gateway, '/gateway');
     const upstreams = await this.#upstreams(root.upstreams);
+    // Consumers first: route plugins' init() sees them (auth plugins index their credentials).
+    const groups = await this.#consumerGroups(root.consumer_groups);
+    const consumers = await this.#consumers(root.consumers, groups);
+    this.#consumerInfos = consumers.map(toConsumerInfo);
     const routes = await this.#routes(root.routes, upstreams, gateway);
-    const consumers = await this.#consumers(root.consumers);
     const globalRules = await this.#globalRules(root.global_rules);
     this.#fail();
 
@@ -228,6 +235,7 @@ class Loader implements IssueContext {
       upstreams: [...upstreams.values()].map((u) => u.upstream),
       routes,
       consumers,
+      consumer_groups: [...groups.values()].map((g) => g.group),
       global_rules: globalRules,
     };
   }
@@ -846,7 +854,13 @@ class Loader implements IssueContext {
    * Check each plugin config against its plugin's schema, on a deep copy so that
    * defaults applied for one route never show up in another; then init() it.
    */
-  async #plugins(raw: unknown, pointer: string, init: boolean): Promise<{ configs: PluginConfigs; instances: PluginInstance[] }> {
+  /**
+   * Validate a `plugins` mapping. On routes and global rules every plugin is
+   * instantiated. On consumers and groups, an auth plugin's entry is a credential
+   * (validated against its consumerSchema, not instantiated); other plugins are
+   * instantiated and later override the route's plugin of the same name.
+   */
+  async #plugins(raw: unknown, pointer: string, init: boolean, onConsumer = false): Promise<{ configs: PluginConfigs; instances: PluginInstance[] }> {
     const configs: PluginConfigs = {};
     const instances: PluginInstance[] = [];
     if (!isObj(raw)) return { configs, instances };
@@ -871,12 +885,18 @@ class Loader implements IssueContext {
         this.#add(p, `a mapping (the config of plugin "${name}")`, this.describeFound(p, value, 'type'));
         continue;
       }
+      const credential = onConsumer && entry.validateConsumer !== undefined;
+      if (credential) {
+        if (!this.#validate(entry.validateConsumer!, config, p, entry.def.consumerSchema!)) continue;
+        configs[name] = config;
+        continue;
+      }
       if (!this.#validate(entry.validate, config, p, entry.def.schema)) continue;
       configs[name] = config;
       let state: unknown = config;
       if (init && entry.def.init) {
         try {
-          state = entry.def.init(config, { configDir: this.#dir });
+          state = entry.def.init(config, { configDir: this.#dir, consumers: this.#consumerInfos });
           if (state && typeof (state as PromiseLike<unknown>).then === 'function') state = await state;
         } catch (err) {
           const why = oneLine(err instanceof Error ? err.message : String(err));
@@ -892,20 +912,67 @@ class Loader implements IssueContext {
 
   // ---- consumers and global rules -----------------------------------------------
 
-  async #consumers(raw: unknown): Promise<Record<string, unknown>[]> {
-    const out: Record<string, unknown>[] = [];
+  async #consumerGroups(raw: unknown): Promise<Map<string, { group: ConsumerGroup; index: number }>> {
+    const out = new Map<string, { group: ConsumerGroup; index: number }>();
+    if (!Array.isArray(raw)) return out;
+    for (const [i, g] of raw.entries()) {
+      if (!isObj(g) || typeof g.id !== 'string') continue;
+      const p = child('/consumer_groups', i);
+      const first = out.get(g.id);
+      if (first) {
+        this.#duplicate(child(p, 'id'), 'consumer group id', g.id, child('/consumer_groups', first.index));
+        continue;
+      }
+      const plugins = await this.#plugins(g.plugins, child(p, 'plugins'), true, true);
+      const group: ConsumerGroup = {
+        id: g.id,
+        ...(typeof g.desc === 'string' ? { desc: g.desc } : {}),
+        ...(isObj(g.labels) ? { labels: g.labels as Record<string, string> } : {}),
+        plugins: plugins.configs,
+        instances: plugins.instances,
+      };
+      out.set(g.id, { group, index: i });
+    }
+    return out;
+  }
+
+  async #consumers(raw: unknown, groups: Map<string, { group: ConsumerGroup }>): Promise<ConsumerConfig[]> {
+    const out: ConsumerConfig[] = [];
     if (!Array.isArray(raw)) return out;
     const seen = new Map<string, number>();
     for (const [i, c] of raw.entries()) {
-      if (!isObj(c)) continue;
+      if (!isObj(c) || typeof c.username !== 'string') continue;
       const p = child('/consumers', i);
-      if (typeof c.username === 'string') {
-        const first = seen.get(c.username);
-        if (first !== undefined) this.#duplicate(child(p, 'username'), 'consumer username', c.username, child('/consumers', first));
-        else seen.set(c.username, i);
+      const first = seen.get(c.username);
+      if (first !== undefined) this.#duplicate(child(p, 'username'), 'consumer username', c.username, child('/consumers', first));
+      else seen.set(c.username, i);
+      let group: ConsumerGroup | undefined;
+      if (typeof c.group_id === 'string') {
+        group = groups.get(c.group_id)?.group;
+        if (!group) {
+          const known = [...groups.keys()];
+          const hint = suggest(c.group_id, known);
+          this.#add(
+            child(p, 'group_id'),
+            `one of the consumer group ids: ${list(known)}`,
+            `"${c.group_id}"`,
+            `unknown consumer group "${c.group_id}" (known consumer groups: ${list(known)})${hint ? `; did you mean "${hint}"?` : ''}`,
+          );
+        }
       }
-      const plugins = await this.#plugins(c.plugins, child(p, 'plugins'), false);
-      out.push({ ...c, plugins: plugins.configs });
+      const plugins = await this.#plugins(c.plugins, child(p, 'plugins'), true, true);
+      // The consumer's own plugin config wins over its group's.
+      const instances = new Map<string, PluginInstance>();
+      for (const inst of group?.instances ?? []) instances.set(inst.name, inst);
+      for (const inst of plugins.instances) instances.set(inst.name, inst);
+      out.push({
+        username: c.username,
+        ...(typeof c.group_id === 'string' ? { group_id: c.group_id } : {}),
+        ...(typeof c.desc === 'string' ? { desc: c.desc } : {}),
+        ...(isObj(c.labels) ? { labels: c.labels as Record<string, string> } : {}),
+        plugins: plugins.configs,
+        instances: [...instances.values()],
+      });
     }
     return out;
   }
@@ -994,4 +1061,14 @@ function isAddressOrCidr(s: string): boolean {
   const bits = s.slice(slash + 1);
   if (family === 0 || !/^\d{1,3}$/.test(bits)) return false;
   return Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+function toConsumerInfo(c: ConsumerConfig): ConsumerInfo {
+  return Object.freeze({
+    username: c.username,
+    ...(c.group_id !== undefined ? { group_id: c.group_id } : {}),
+    ...(c.desc !== undefined ? { desc: c.desc } : {}),
+    ...(c.labels !== undefined ? { labels: c.labels } : {}),
+    plugins: c.plugins,
+  });
 }

@@ -318,8 +318,26 @@ const consumerSchema: Schema = {
   required: ['username'],
   properties: {
     username: { type: 'string', pattern: '^[a-zA-Z0-9_-]+$', description: 'Unique name: letters, digits, `_` and `-`.' },
-    group_id: { type: 'string', minLength: 1, description: 'Consumer group, for consumer-restriction.' },
+    group_id: { type: 'string', minLength: 1, description: 'Id of a consumer group (consumer_groups[].id).' },
     desc: { type: 'string', description: 'Free text.' },
+    labels: {
+      type: 'object',
+      additionalProperties: { type: 'string' },
+      description: 'Free key/value labels, visible to authorization rules.',
+    },
+    plugins: pluginsSchema,
+  },
+};
+
+const consumerGroupSchema: Schema = {
+  type: 'object',
+  description: 'A consumer group: plugins shared by its consumers (a consumer\'s own config wins).',
+  additionalProperties: false,
+  required: ['id'],
+  properties: {
+    id: { type: 'string', pattern: '^[a-zA-Z0-9_.-]+$', description: 'Unique id.' },
+    desc: { type: 'string', description: 'Free text.' },
+    labels: { type: 'object', additionalProperties: { type: 'string' }, description: 'Free key/value labels.' },
     plugins: pluginsSchema,
   },
 };
@@ -345,6 +363,7 @@ export const configSchema: Schema = {
     upstreams: { type: 'array', items: upstreamSchema(true), default: [], description: 'Named upstreams.' },
     routes: { type: 'array', items: routeSchema, default: [], description: 'Routes, matched by host, path and method.' },
     consumers: { type: 'array', items: consumerSchema, default: [], description: 'Consumers and their credentials.' },
+    consumer_groups: { type: 'array', items: consumerGroupSchema, default: [], description: 'Consumer groups.' },
     global_rules: { type: 'array', items: globalRuleSchema, default: [], description: 'Plugins applied to every route.' },
   },
 };

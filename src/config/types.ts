@@ -112,6 +112,28 @@ export interface RouteConfig {
   sse: SseSettings;
 }
 
+export interface ConsumerConfig {
+  username: string;
+  group_id?: string;
+  desc?: string;
+  labels?: Record<string, string>;
+  /** Validated configs by plugin name: credentials (auth plugins) and overrides. */
+  plugins: PluginConfigs;
+  /**
+   * Non-auth plugins set on this consumer or its group, instantiated: for this
+   * consumer they replace the route's plugin of the same name (APISIX's merge).
+   */
+  instances: PluginInstance[];
+}
+
+export interface ConsumerGroup {
+  id: string;
+  desc?: string;
+  labels?: Record<string, string>;
+  plugins: PluginConfigs;
+  instances: PluginInstance[];
+}
+
 export interface GlobalRule {
   id: string;
   plugins: PluginConfigs;
@@ -124,6 +146,7 @@ export interface Config {
   gateway: GatewaySettings;
   upstreams: UpstreamConfig[];
   routes: RouteConfig[];
-  consumers: Record<string, unknown>[];
+  consumers: ConsumerConfig[];
+  consumer_groups: ConsumerGroup[];
   global_rules: GlobalRule[];
 }

@@ -48,6 +48,18 @@ export const ERRORS = {
   UPSTREAM_TIMEOUT: { status: 504, close: 1014, message: 'Upstream timed out' },
   HANDSHAKE_TIMEOUT: { status: 504, close: 1001, message: 'Handshake timed out' },
 
+  // Authentication and authorization
+  AUTH_MISSING: { status: 401, close: 1008, message: 'Missing credentials' },
+  AUTH_INVALID: { status: 401, close: 1008, message: 'Invalid credentials' },
+  CREDENTIAL_EXPIRED: { status: 401, close: 1008, message: 'Credential expired' },
+  AUTH_UNAVAILABLE: { status: 503, close: 1013, message: 'Authentication service unavailable' },
+  CONSUMER_DENIED: { status: 403, close: 1008, message: 'The consumer is not allowed' },
+  AUTHZ_DENIED: { status: 403, close: 1008, message: 'Not authorized' },
+  IP_DENIED: { status: 403, close: 1008, message: 'Your IP address is not allowed' },
+  ORIGIN_DENIED: { status: 403, close: 1008, message: 'Origin not allowed' },
+  FORWARD_AUTH_DENIED: { status: 403, close: 1008, message: 'Denied by the authorization service' },
+  REVOKED: { status: 403, close: 1008, message: 'Access revoked' },
+
   // Plugins and the gateway itself
   ACCESS_DENIED: { status: 403, close: 1008, message: 'Access denied' },
   PLUGIN_ERROR: { status: 500, close: 1011, message: 'Internal error' },

@@ -23,29 +23,36 @@ type Phase = 'rewrite' | 'access';
 export class Pipeline {
   /** All plugins of the route, highest priority first. */
   readonly plugins: readonly PluginInstance[];
-  readonly #requestSteps: readonly { inst: PluginInstance; phase: Phase }[];
+  readonly #rewriteSteps: readonly PluginInstance[];
+  readonly #accessSteps: readonly PluginInstance[];
+  /** Plugins set on consumers (and their groups), by username. */
+  readonly #consumerPlugins: ReadonlyMap<string, readonly PluginInstance[]>;
+  readonly #perConsumer = new Map<string, Pipeline>();
   readonly #clientMessage: readonly PluginInstance[];
   readonly #upstreamMessage: readonly PluginInstance[];
   readonly #logSteps: readonly PluginInstance[];
 
-  constructor(instances: readonly PluginInstance[]) {
+  constructor(instances: readonly PluginInstance[], consumerPlugins: ReadonlyMap<string, readonly PluginInstance[]> = new Map()) {
+    this.#consumerPlugins = consumerPlugins;
     // Highest priority first; equal priorities by name, so the order never depends on where a plugin was configured.
     const sorted = [...instances].sort((a, b) => b.def.priority - a.def.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     this.plugins = sorted;
-    const steps: { inst: PluginInstance; phase: Phase }[] = [];
-    for (const inst of sorted) if (inst.def.rewrite) steps.push({ inst, phase: 'rewrite' });
-    for (const inst of sorted) if (inst.def.access) steps.push({ inst, phase: 'access' });
-    this.#requestSteps = steps;
+    this.#rewriteSteps = sorted.filter((i) => i.def.rewrite);
+    this.#accessSteps = sorted.filter((i) => i.def.access);
     this.#clientMessage = sorted.filter((i) => i.def.message);
     this.#upstreamMessage = [...this.#clientMessage].reverse();
     this.#logSteps = sorted.filter((i) => i.def.log);
   }
 
-  static forRoute(route: RouteConfig, globalRules: readonly GlobalRule[]): Pipeline {
+  static forRoute(
+    route: RouteConfig,
+    globalRules: readonly GlobalRule[],
+    consumerPlugins: ReadonlyMap<string, readonly PluginInstance[]> = new Map(),
+  ): Pipeline {
     const byName = new Map<string, PluginInstance>();
     for (const rule of globalRules) for (const inst of rule.instances) byName.set(inst.name, inst);
     for (const inst of route.instances) byName.set(inst.name, inst);
-    return new Pipeline([...byName.values()]);
+    return new Pipeline([...byName.values()], consumerPlugins);
   }
 
   /** True when some plugin inspects messages: the connection needs frame mode. */
@@ -59,17 +66,36 @@ export class Pipeline {
   }
 
   /**
-   * Run rewrite then access for every plugin. Returns the first rejection, or
-   * undefined. A throwing plugin becomes a PLUGIN_ERROR rejection.
+   * Run one request phase for every plugin that has it. Returns the first
+   * rejection, or undefined. A throwing plugin becomes a PLUGIN_ERROR rejection.
    */
-  runAccess(ctx: RequestContext): Rejection | undefined | Promise<Rejection | undefined> {
-    return this.#runFrom(0, ctx);
+  runPhase(phase: Phase, ctx: RequestContext): Rejection | undefined | Promise<Rejection | undefined> {
+    return this.#runFrom(phase === 'rewrite' ? this.#rewriteSteps : this.#accessSteps, 0, ctx);
   }
 
-  #runFrom(start: number, ctx: RequestContext): Rejection | undefined | Promise<Rejection | undefined> {
-    const steps = this.#requestSteps;
+  /**
+   * The pipeline for requests of `username`: the consumer's (and its group's)
+   * non-auth plugins replace the route's plugins of the same name, as in APISIX.
+   * Built once per consumer and cached.
+   */
+  forConsumer(username: string): Pipeline {
+    const own = this.#consumerPlugins.get(username);
+    if (!own || own.length === 0) return this;
+    let p = this.#perConsumer.get(username);
+    if (!p) {
+      const byName = new Map<string, PluginInstance>();
+      for (const inst of this.plugins) byName.set(inst.name, inst);
+      for (const inst of own) byName.set(inst.name, inst);
+      p = new Pipeline([...byName.values()]);
+      this.#perConsumer.set(username, p);
+    }
+    return p;
+  }
+
+  #runFrom(steps: readonly PluginInstance[], start: number, ctx: RequestContext): Rejection | undefined | Promise<Rejection | undefined> {
+    const phase: Phase = steps === this.#rewriteSteps ? 'rewrite' : 'access';
     for (let i = start; i < steps.length; i++) {
-      const { inst, phase } = steps[i]!;
+      const inst = steps[i]!;
       let result: AccessResult | Promise<AccessResult>;
       try {
         result = inst.def[phase]!(ctx, inst.state);
@@ -78,7 +104,7 @@ export class Pipeline {
       }
       if (isPromise(result)) {
         return result.then(
-          (r) => (r ? r : this.#runFrom(i + 1, ctx)),
+          (r) => (r ? r : this.#runFrom(steps, i + 1, ctx)),
           (err: unknown) => pluginFailure(inst, phase, err),
         );
       }

@@ -20,7 +20,22 @@ export interface Consumer {
   group_id?: string;
   /** Identifier of the credential that authenticated it (never the secret itself). */
   credential_id?: string;
+  /** Which plugin authenticated it. */
+  auth?: string;
+  /** Claims of the token that authenticated it (JWT, OIDC), for authorization rules. */
+  claims?: Readonly<Record<string, unknown>>;
+  /** Scopes granted to the token, for authorization rules. */
+  scopes?: readonly string[];
   [key: string]: unknown;
+}
+
+/** A consumer as configured, with its credentials and plugin configs by plugin name. */
+export interface ConsumerInfo {
+  readonly username: string;
+  readonly group_id?: string;
+  readonly desc?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly plugins: Readonly<Record<string, Record<string, unknown>>>;
 }
 
 /** What every phase can see about the request or connection. */
@@ -43,6 +58,15 @@ export interface RequestContext {
   readonly params: Readonly<Record<string, string>>;
   /** Set by an authentication plugin. */
   consumer: Consumer | undefined;
+  /**
+   * When the credential that admitted this request expires (ms since the epoch).
+   * A live WebSocket or SSE connection is closed then (1008 "credential expired").
+   * Set it with limitLifetime(), which keeps the earliest.
+   */
+  readonly expiresAt: number | undefined;
+  limitLifetime(epochMs: number): void;
+  /** Offered subprotocols to withhold from the upstream (they carry credentials). */
+  readonly dropProtocols: Set<string>;
   /** Headers to add to (string) or remove from (null) the upstream request. */
   readonly upstreamHeaders: Record<string, string | null>;
   /** Query parameters to remove from the upstream request (e.g. hidden credentials). */
@@ -108,6 +132,8 @@ export type MaybePromise<T> = T | Promise<T>;
 export interface PluginContext {
   /** Directory of the config file, to resolve relative paths in plugin config. */
   readonly configDir: string;
+  /** Every configured consumer (same array for every route of one config: cache on it). */
+  readonly consumers: readonly ConsumerInfo[];
 }
 
 export interface PluginDefinition<C = any, S = C> {
@@ -117,6 +143,12 @@ export interface PluginDefinition<C = any, S = C> {
   readonly priority: number;
   /** JSON Schema of the plugin's config; validated once at load with defaults applied. */
   readonly schema: Record<string, unknown>;
+  /**
+   * JSON Schema of the credential a consumer carries for this plugin (auth plugins,
+   * as APISIX's consumer_schema). Plugins without one may still be set on a consumer
+   * or consumer group: their config then overrides the route's for that consumer.
+   */
+  readonly consumerSchema?: Record<string, unknown>;
   /**
    * Turn a validated config into the state the phases receive (compile regexes,
    * load keys). Runs once per route at load; throw an Error to refuse the config.

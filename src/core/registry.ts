@@ -14,6 +14,8 @@ const NAME_RE = /^[a-z][a-z0-9-]{0,63}$/;
 export interface RegisteredPlugin {
   readonly def: PluginDefinition;
   readonly validate: ValidateFunction;
+  /** Validates a consumer's credential config (auth plugins only). */
+  readonly validateConsumer: ValidateFunction | undefined;
   /** Module path for user plugins; undefined for built-ins. */
   readonly source: string | undefined;
 }
@@ -33,12 +35,14 @@ export class PluginRegistry {
       throw new TypeError(`plugin "${def.name}" is already registered`);
     }
     let validate: ValidateFunction;
+    let validateConsumer: ValidateFunction | undefined;
     try {
       validate = this.#ajv.compile(def.schema);
+      if (def.consumerSchema) validateConsumer = this.#ajv.compile(def.consumerSchema);
     } catch (err) {
       throw new TypeError(`plugin "${def.name}" has an invalid schema: ${(err as Error).message}`);
     }
-    const entry: RegisteredPlugin = { def, validate, source };
+    const entry: RegisteredPlugin = { def, validate, validateConsumer, source };
     this.#plugins.set(def.name, entry);
     return entry;
   }
@@ -91,6 +95,9 @@ function checkShape(def: PluginDefinition): void {
   }
   if (!def.schema || typeof def.schema !== 'object') {
     throw new TypeError(`plugin "${def.name}" must declare a config schema`);
+  }
+  if (def.consumerSchema !== undefined && (def.consumerSchema === null || typeof def.consumerSchema !== 'object')) {
+    throw new TypeError(`plugin "${def.name}": consumerSchema must be a JSON Schema object`);
   }
   for (const phase of PHASES) {
     const fn = (def as unknown as Record<string, unknown>)[phase];

@@ -5,7 +5,9 @@
 import type { PluginDefinition } from '../core/plugin.js';
 import { PluginRegistry } from '../core/registry.js';
 
-export const builtinPlugins: readonly PluginDefinition[] = [];
+export const builtinPlugins: readonly PluginDefinition[] = [
+  // builtin plugins (one line each, keep sorted)
+];
 
 /** A registry holding every built-in plugin. */
 export function createRegistry(): PluginRegistry {

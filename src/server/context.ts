@@ -15,6 +15,8 @@ export class Context implements RequestContext {
   readonly startedAt: number;
   readonly params: Readonly<Record<string, string>>;
   consumer: Consumer | undefined = undefined;
+  expiresAt: number | undefined = undefined;
+  readonly dropProtocols = new Set<string>();
   readonly upstreamHeaders: Record<string, string | null> = {};
   readonly stripQuery = new Set<string>();
   readonly vars = new Map<string, unknown>();
@@ -43,6 +45,26 @@ export class Context implements RequestContext {
     this.websocket = init.websocket;
     this.startedAt = init.startedAt;
     this.params = init.params;
+  }
+
+  limitLifetime(epochMs: number): void {
+    if (this.expiresAt === undefined || epochMs < this.expiresAt) this.expiresAt = epochMs;
+  }
+
+  /**
+   * Header changes for the upstream request: the plugins' changes, the request id,
+   * and who the consumer is. Copies of the consumer headers sent by the client are
+   * always removed.
+   */
+  upstreamSet(): Record<string, string | null> {
+    const c = this.consumer;
+    return {
+      ...this.upstreamHeaders,
+      'x-request-id': this.id,
+      'x-consumer-username': c ? c.username : null,
+      'x-credential-identifier': c?.credential_id ?? null,
+      'x-consumer-group': c?.group_id ?? null,
+    };
   }
 
   /** Path and query for the upstream request, with stripped query parameters removed. */

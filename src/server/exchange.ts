@@ -4,18 +4,25 @@
  * access log event) exactly once, on every way it can end.
  */
 import type { RouteConfig } from '../config/types.js';
+import type { ErrorCode } from '../core/errors.js';
 import { channels, type FinishedEvent, type OpenedEvent } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import type { Pipeline } from '../core/pipeline.js';
-import type { ConnectionSummary, Protocol } from '../core/plugin.js';
+import type { ConnectionSummary, Protocol, Rejection } from '../core/plugin.js';
 import type { Upstream } from '../upstream/upstream.js';
 import type { Context } from './context.js';
 
 /** A live WebSocket or SSE connection the gateway can end (shutdown, revocation). */
 export interface LiveConnection {
   readonly exchange: Exchange;
-  /** End gracefully: WebSocket close with `code`, SSE stream ended. */
+  /** End gracefully for shutdown: WebSocket close with `code`, SSE stream ended. */
   shutdown(code: number, reason: string): void;
+  /**
+   * End gracefully for a cause (credential expired, revoked, idle): WebSocket close
+   * with `code` and `reason` toward the client (1001 toward the upstream), SSE
+   * stream ended; `error` is recorded for the log.
+   */
+  close(code: number, reason: string, error: ErrorCode | undefined): void;
   /** Cut now. */
   destroy(): void;
 }
@@ -33,7 +40,8 @@ export interface ForwardingInfo {
 export class Exchange {
   readonly ctx: Context;
   readonly route: RouteConfig;
-  readonly pipeline: Pipeline;
+  /** The route's pipeline; after authentication, the identified consumer's (see runAccess). */
+  pipeline: Pipeline;
   readonly upstream: Upstream;
   readonly fwd: ForwardingInfo;
   readonly log: Logger;
@@ -72,6 +80,23 @@ export class Exchange {
 
   get finished(): boolean {
     return this.#finished;
+  }
+
+  /**
+   * The request phases: every plugin's rewrite, then (with the consumer's own plugin
+   * configs merged in, once one is identified) every plugin's access. Synchronous
+   * unless a plugin returns a promise.
+   */
+  runAccess(): Rejection | undefined | Promise<Rejection | undefined> {
+    const r = this.pipeline.runPhase('rewrite', this.ctx);
+    if (r instanceof Promise) return r.then((v) => (v ? v : this.#access()));
+    return r ? r : this.#access();
+  }
+
+  #access(): Rejection | undefined | Promise<Rejection | undefined> {
+    const consumer = this.ctx.consumer;
+    if (consumer) this.pipeline = this.pipeline.forConsumer(consumer.username);
+    return this.pipeline.runPhase('access', this.ctx);
   }
 
   /** The connection was accepted and joined to its upstream: tell observers. */

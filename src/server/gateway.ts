@@ -11,7 +11,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Config, ListenConfig, RouteConfig } from '../config/types.js';
+import type { Config, ListenConfig, PluginInstance, RouteConfig } from '../config/types.js';
 import { GatewayError, type ErrorCode } from '../core/errors.js';
 import { channels, type FinishedEvent } from '../core/events.js';
 import { createLogger, type Logger } from '../core/log.js';
@@ -29,6 +29,7 @@ import { ClientIpResolver } from './client-ip.js';
 import { Context } from './context.js';
 import { Exchange, type ForwardingInfo, type LiveConnection } from './exchange.js';
 import { rejectSocket, sendError } from './respond.js';
+import { LiveRegistry } from './live.js';
 
 /** Everything derived from one config. Swapped whole on reload. */
 export class Runtime {
@@ -43,10 +44,12 @@ export class Runtime {
     this.router = new Router(config.routes);
     const upstreams = new Map<string, Upstream>();
     const pipelines = new Map<string, Pipeline>();
+    const consumerPlugins = new Map<string, readonly PluginInstance[]>();
+    for (const c of config.consumers) if (c.instances.length > 0) consumerPlugins.set(c.username, c.instances);
     for (const route of config.routes) {
       const id = route.upstream.id;
       if (!upstreams.has(id)) upstreams.set(id, new Upstream(route.upstream));
-      pipelines.set(route.id, Pipeline.forRoute(route, config.global_rules));
+      pipelines.set(route.id, Pipeline.forRoute(route, config.global_rules, consumerPlugins));
     }
     this.upstreams = upstreams;
     this.pipelines = pipelines;
@@ -85,7 +88,7 @@ type TaggedServer = http.Server & { [kListener]?: Listener };
 export class Gateway {
   readonly log: Logger;
   readonly #listeners: Listener[] = [];
-  readonly #live = new Set<LiveConnection>();
+  readonly #live = new LiveRegistry();
   readonly #accessLog: AccessLog;
   #runtime: Runtime;
   #closing: Promise<void> | undefined;
@@ -117,7 +120,7 @@ export class Gateway {
   }
 
   /** Live WebSocket and SSE connections. */
-  get connections(): ReadonlySet<LiveConnection> {
+  get connections(): LiveRegistry {
     return this.#live;
   }
 
@@ -228,7 +231,7 @@ export class Gateway {
       this.#early(req, listener, id, startedAt, e, 'http');
       return;
     }
-    const verdict = x.pipeline.runAccess(x.ctx);
+    const verdict = x.runAccess();
     if (verdict === undefined) return proxyHttp(x, req, res, this.#live);
     if (!(verdict instanceof Promise)) return this.#rejectHttp(x, res, verdict);
     verdict.then(
@@ -323,7 +326,7 @@ export class Gateway {
       }
       proxyWebSocket({ x, req, socket, key, live: this.#live, release });
     };
-    const verdict = x.pipeline.runAccess(x.ctx);
+    const verdict = x.runAccess();
     if (verdict instanceof Promise) {
       verdict.then(go, (err: unknown) => go({ reject: 'PLUGIN_ERROR', detail: String(err) }));
     } else {

@@ -12,7 +12,7 @@ import { isEventStream, SseStream, type LiveRegistry } from './sse.js';
 
 export function proxyHttp(x: Exchange, req: IncomingMessage, res: ServerResponse, live: LiveRegistry): void {
   const { ctx, upstream, fwd } = x;
-  const set: Record<string, string | null> = { ...ctx.upstreamHeaders, 'x-request-id': ctx.id };
+  const set = ctx.upstreamSet();
   // An SSE client must get an uncompressed stream: do not invite the upstream to compress.
   if (acceptsEventStream(req.headers.accept)) set['accept-encoding'] = null;
 

@@ -6,10 +6,12 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
+import type { ErrorCode } from '../../core/errors.js';
 import type { Exchange, LiveConnection } from '../../server/exchange.js';
 import { cleanResponseHeaders } from './headers.js';
 import { HEARTBEAT, SseBoundaryTracker } from './sse-boundary.js';
 
+/** Where live connections register (server/live.ts); an interface to keep transports free of the server. */
 export interface LiveRegistry {
   add(conn: LiveConnection): void;
   delete(conn: LiveConnection): void;
@@ -105,6 +107,11 @@ export class SseStream implements LiveConnection {
 
   expire(): void {
     this.#end('gateway', 'SSE_MAX_DURATION');
+  }
+
+  /** SSE has no close code: the stream is ended and the cause recorded. */
+  close(_code: number, _reason: string, error: ErrorCode | undefined): void {
+    this.#end('gateway', error);
   }
 
   destroy(): void {

@@ -44,7 +44,12 @@ export function proxyWebSocket(job: WsJob): void {
 
 function upstreamHeaders(job: WsJob, host: string | undefined, keepExtensions: boolean): OutgoingHttpHeaders {
   const { x, req } = job;
-  const set: Record<string, string | null> = { ...x.ctx.upstreamHeaders, 'x-request-id': x.ctx.id };
+  const set = x.ctx.upstreamSet();
+  // Subprotocols that carry credentials are never offered upstream.
+  if (x.ctx.dropProtocols.size > 0) {
+    const kept = upstreamProtocols(job);
+    set['sec-websocket-protocol'] = kept.length > 0 ? kept.join(', ') : null;
+  }
   if (host !== req.headers.host) set.host = host ?? null;
   const h: OutgoingHttpHeaders = buildUpstreamHeaders(req.headers, {
     peer: x.fwd.peer,
@@ -57,6 +62,13 @@ function upstreamHeaders(job: WsJob, host: string | undefined, keepExtensions: b
   });
   if (!keepExtensions) delete h['sec-websocket-extensions'];
   return h;
+}
+
+/** The client's subprotocol offer minus the ones that carry credentials. */
+function upstreamProtocols(job: WsJob): string[] {
+  const all = offeredProtocols(job.req.headers);
+  const drop = job.x.ctx.dropProtocols;
+  return drop.size === 0 ? all : all.filter((p) => !drop.has(p));
 }
 
 function fail(job: WsJob, err: GatewayError): void {
@@ -108,7 +120,7 @@ function relayRefusal(job: WsJob, res: IncomingMessage): void {
 function tunnelMode(job: WsJob): void {
   const { x, req, socket, key } = job;
   const settings = x.route.websocket;
-  const offered = offeredProtocols(req.headers);
+  const offered = upstreamProtocols(job);
   const extensions = settings.extensions === 'passthrough' ? req.headers['sec-websocket-extensions'] : undefined;
   const attempt = new UpstreamAttempt(
     x.upstream,
@@ -203,7 +215,7 @@ function frameMode(job: WsJob): void {
   const { x, req, socket } = job;
   const up = x.upstream;
   const settings = x.route.websocket;
-  const offered = offeredProtocols(req.headers);
+  const offered = upstreamProtocols(job);
   let upstreamWs: WebSocket | undefined;
   let done = false;
 
