@@ -28,7 +28,11 @@ export interface AttemptOptions {
   headers: (node: UpstreamNode) => http.OutgoingHttpHeaders;
   /** Use the keep-alive pool (plain HTTP/SSE) or a fresh connection (upgrades). */
   pooled: boolean;
+  /** The client request has a body (it cannot be replayed on a stale pooled connection). */
+  hasBody?: boolean;
 }
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export class UpstreamAttempt {
   readonly #up: Upstream;
@@ -38,6 +42,7 @@ export class UpstreamAttempt {
   #req: http.ClientRequest | undefined;
   #done = false;
   #timedOut = false;
+  #retriedStale = false;
 
   constructor(up: Upstream, opts: AttemptOptions, handlers: AttemptHandlers) {
     this.#up = up;
@@ -81,6 +86,7 @@ export class UpstreamAttempt {
     const req = (up.secure ? https : http).request(reqOpts);
     this.#req = req;
     let connected = false;
+    let reused = false;
     let connectTimer: NodeJS.Timeout | undefined;
 
     const onConnected = (): void => {
@@ -97,6 +103,7 @@ export class UpstreamAttempt {
     };
 
     req.on('socket', (socket: Socket) => {
+      reused = !socket.connecting;
       if (socket.connecting) {
         connectTimer = setTimeout(() => {
           connectTimer = undefined;
@@ -134,10 +141,18 @@ export class UpstreamAttempt {
         );
         return;
       }
+      // A pooled connection the upstream closed while idle fails on first use. For an
+      // idempotent request with no body that is safe to try once more, as NGINX does.
+      if (reused && !this.#timedOut && !this.#retriedStale && IDEMPOTENT.has(this.#opts.method) && !this.#opts.hasBody) {
+        this.#retriedStale = true;
+        this.#tried.delete(index);
+        this.#next(undefined);
+        return;
+      }
       this.#done = true;
       this.#h.failed(
         this.#timedOut
-          ? new GatewayError('UPSTREAM_TIMEOUT', { detail: `read timeout from ${label}` })
+          ? new GatewayError('UPSTREAM_TIMEOUT', { detail: `timeout from ${label}` })
           : new GatewayError('UPSTREAM_UNAVAILABLE', { detail: `${err.code ?? err.message} from ${label}` }),
       );
     });

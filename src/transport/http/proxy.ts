@@ -13,6 +13,7 @@ import { isEventStream, SseStream, type LiveRegistry } from './sse.js';
 export function proxyHttp(x: Exchange, req: IncomingMessage, res: ServerResponse, live: LiveRegistry): void {
   const { ctx, upstream, fwd } = x;
   const set = ctx.upstreamSet();
+  const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
   // An SSE client must get an uncompressed stream: do not invite the upstream to compress.
   if (acceptsEventStream(req.headers.accept)) set['accept-encoding'] = null;
 
@@ -26,6 +27,7 @@ export function proxyHttp(x: Exchange, req: IncomingMessage, res: ServerResponse
       method: ctx.method,
       path: ctx.upstreamTarget(),
       pooled: true,
+      hasBody,
       headers: (node) => {
         const host = upstream.hostHeader(req.headers.host, node);
         return buildUpstreamHeaders(req.headers, {
@@ -41,6 +43,10 @@ export function proxyHttp(x: Exchange, req: IncomingMessage, res: ServerResponse
     },
     {
       connected(upReq) {
+        if (!hasBody) {
+          upReq.end();
+          return;
+        }
         req.on('data', countIn);
         req.pipe(upReq);
       },

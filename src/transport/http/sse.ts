@@ -60,8 +60,10 @@ export class SseStream implements LiveConnection {
     headers['cache-control'] = 'no-cache, no-transform';
     headers['x-accel-buffering'] = 'no';
     headers['x-request-id'] = x.ctx.id;
-    // Streams are long-lived: the read timeout only bounded the wait for headers.
+    // Streams are long-lived: the read timeout only bounded the wait for headers. A request
+    // body still being sent re-arms it when it is done (connect.ts): disarm it again then.
     this.#upReq.setTimeout(0);
+    if (!this.#upReq.writableFinished) this.#upReq.once('finish', disarmTimeout);
     res.socket?.setNoDelay(true);
     res.writeHead(upRes.statusCode ?? 200, headers);
     res.flushHeaders();
@@ -158,6 +160,11 @@ function beat(stream: SseStream): void {
 
 function expire(stream: SseStream): void {
   stream.expire();
+}
+
+/** 'finish' of the upstream request once the stream started: no read timeout on a stream. */
+function disarmTimeout(this: ClientRequest): void {
+  this.setTimeout(0);
 }
 
 function decoderFor(encoding: string | undefined): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined {
