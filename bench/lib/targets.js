@@ -1,0 +1,232 @@
+// The targets every workload is sent to. To add a target, add an entry to
+// TARGETS; `kind` picks how it is started (see startTarget below).
+//
+//   name       shown in the report and selected with --targets=
+//   kind       direct | nginx | haproxy | portcullis
+//   about      one line for the report
+//   workloads  the workloads it applies to (default: all); others are
+//              reported as skipped with the reason 'not applicable'
+//   pending    when set, the target is reported as skipped with this reason
+//              unless it is named explicitly in --targets=; delete the line
+//              once the feature it needs has landed
+//   config     portcullis only: ({port, up}, auth?) -> YAML text
+//   auth       portcullis only: clients send `Authorization: Bearer <ES256 JWT>`
+
+import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import WebSocket from 'ws';
+import {
+  nginxConfig,
+  haproxyConfig,
+  portcullisTunnelConfig,
+  portcullisAuthConfig,
+  portcullisValidatedConfig,
+} from './configs.js';
+import { echoPayload } from './payload.js';
+import { spawnManaged, stopManaged, waitForPort, freePort, rememberTree, lastLines } from './spawn.js';
+
+export const TARGETS = [
+  { name: 'direct', kind: 'direct', about: 'client straight to the upstream (the limit; no proxy process)' },
+  { name: 'nginx', kind: 'nginx', binary: 'nginx', apt: 'nginx-light', about: 'NGINX, worker_processes 1, generated config' },
+  { name: 'haproxy', kind: 'haproxy', binary: 'haproxy', apt: 'haproxy', about: 'HAProxy, nbthread 1, mode http, generated config' },
+  {
+    name: 'portcullis-tunnel',
+    kind: 'portcullis',
+    config: portcullisTunnelConfig,
+    about: 'Portcullis, WebSocket route without message plugins (byte tunnel)',
+  },
+  {
+    name: 'portcullis-auth',
+    kind: 'portcullis',
+    config: portcullisAuthConfig,
+    auth: true,
+    workloads: ['handshake-rate'],
+    pending: 'waits for jwt-auth (issue 4) and limit-conn (issue 6)',
+    about: 'Portcullis, tunnel routes with jwt-auth (ES256) + limit-conn',
+  },
+  {
+    name: 'portcullis-validated',
+    kind: 'portcullis',
+    config: portcullisValidatedConfig,
+    workloads: ['ws-echo'],
+    pending: 'waits for websocket-validator (issue 5)',
+    about: 'Portcullis, ws route whose websocket-validator checks every message (ws-echo-validated)',
+  },
+];
+
+/**
+ * A running (or skipped) target. `ctx` holds what all targets share:
+ * dir (scratch directory), up (upstream ports), nofile, proxyCpus,
+ * repoRoot, binaries (Map from install.js), auth ({token, publicKeyPem}).
+ */
+export class Target {
+  constructor(def, ctx) {
+    this.def = def;
+    this.name = def.name;
+    this.ctx = ctx;
+    this.proc = null;
+    this.port = null;
+    this.status = 'ready';
+    this.reason = null;
+    this.profileTag = null;
+    this.headers = def.auth && ctx.auth ? { authorization: `Bearer ${ctx.auth.token}` } : {};
+  }
+
+  appliesTo(workload) {
+    return !this.def.workloads || this.def.workloads.includes(workload);
+  }
+
+  skip(reason) {
+    this.status = 'skipped';
+    this.reason = reason;
+  }
+
+  /** Pid of the proxy process tree root, or null for `direct`. */
+  get pid() {
+    return this.proc && !this.proc.exited ? this.proc.pid : null;
+  }
+
+  get alive() {
+    return this.def.kind === 'direct' || (this.proc !== null && !this.proc.exited);
+  }
+
+  url(kind) {
+    const { up } = this.ctx;
+    if (this.def.kind === 'direct') {
+      if (kind === 'ws') return `ws://127.0.0.1:${up.ws}/ws`;
+      if (kind === 'sse') return `http://127.0.0.1:${up.sse}/sse`;
+      return `http://127.0.0.1:${up.http}/`;
+    }
+    if (kind === 'ws') return `ws://127.0.0.1:${this.port}/ws`;
+    if (kind === 'sse') return `http://127.0.0.1:${this.port}/sse`;
+    return `http://127.0.0.1:${this.port}/`;
+  }
+
+  /** Starts the proxy and checks that it carries ws, sse and http; throws with a reason otherwise. */
+  async start() {
+    if (this.def.kind === 'direct') return;
+    this.port = await freePort();
+    const { dir, up, nofile, proxyCpus, repoRoot } = this.ctx;
+    const work = path.join(dir, `${this.name}-${this.port}`);
+    mkdirSync(work, { recursive: true });
+    const kind = this.def.kind;
+    if (kind === 'nginx') {
+      for (const sub of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(path.join(work, sub), { recursive: true });
+      const conf = path.join(work, 'nginx.conf');
+      writeFileSync(conf, nginxConfig({ dir: work, port: this.port, up, nofile }));
+      const bin = this.ctx.binaries.get('nginx').path;
+      this.proc = spawnManaged(this.name, bin, ['-e', path.join(work, 'error.log'), '-p', work, '-c', conf], { cpus: proxyCpus });
+    } else if (kind === 'haproxy') {
+      const conf = path.join(work, 'haproxy.cfg');
+      writeFileSync(conf, haproxyConfig({ port: this.port, up, nofile }));
+      const bin = this.ctx.binaries.get('haproxy').path;
+      this.proc = spawnManaged(this.name, bin, ['-db', '-f', conf], { cpus: proxyCpus });
+    } else if (kind === 'portcullis') {
+      const cli = path.join(repoRoot, 'dist', 'cli.js');
+      if (!existsSync(cli)) throw new Error(`${path.relative(repoRoot, cli)} not found: the gateway is not built (npm run build)`);
+      const conf = path.join(work, 'portcullis.yaml');
+      writeFileSync(conf, this.def.config({ port: this.port, up }, this.ctx.auth));
+      // With run.js --cpu-prof, `profileTag` names the case and V8 writes a profile when the process exits.
+      this.profileSeq = (this.profileSeq ?? 0) + 1;
+      const profName = this.profileTag && this.ctx.cpuProfDir ? `${this.profileTag}.${this.name}.${this.profileSeq}.cpuprofile` : null;
+      const prof = profName ? ['--cpu-prof', `--cpu-prof-dir=${this.ctx.cpuProfDir}`, `--cpu-prof-name=${profName}`] : [];
+      this.proc = spawnManaged(this.name, process.execPath, [...prof, cli, 'start', '-c', conf], { cpus: proxyCpus, cwd: repoRoot });
+    } else {
+      throw new Error(`unknown target kind ${kind}`);
+    }
+    await waitForPort('127.0.0.1', this.port, { timeoutMs: 15_000, managed: this.proc });
+    await this.probe();
+    rememberTree(this.proc);
+  }
+
+  async stop() {
+    if (this.proc) await stopManaged(this.proc);
+    this.proc = null;
+  }
+
+  async restart() {
+    await this.stop();
+    await this.start();
+  }
+
+  /** One ws echo, one SSE event and one HTTP 200 through the target. */
+  async probe() {
+    try {
+      await probeWs(this.url('ws'), this.headers);
+      await probeSse(this.url('sse'), this.headers);
+      await probeHttp(this.url('http'));
+    } catch (err) {
+      const tail = this.proc ? ` (process output: ${lastLines(this.proc.tail, 3)})` : '';
+      throw new Error(`probe failed: ${err.message}${tail}`);
+    }
+  }
+
+  describeFailure() {
+    if (!this.proc) return 'not running';
+    if (this.proc.exited) return `exited (code ${this.proc.exitCode}, signal ${this.proc.exitSignal}): ${lastLines(this.proc.tail, 3)}`;
+    return 'running';
+  }
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+function probeWs(url, headers) {
+  const msg = echoPayload(64);
+  let ws;
+  const p = new Promise((resolve, reject) => {
+    ws = new WebSocket(url, { perMessageDeflate: false, headers, handshakeTimeout: 5000 });
+    ws.on('open', () => ws.send(msg, { binary: false }));
+    ws.on('message', (data) => {
+      if (Buffer.compare(Buffer.from(data), msg) !== 0) reject(new Error('ws echo returned different bytes'));
+      else resolve();
+      ws.close(1000);
+    });
+    ws.on('unexpected-response', (req, res) => reject(new Error(`ws handshake answered ${res.statusCode}`)));
+    ws.on('error', (err) => reject(new Error(`ws: ${err.message}`)));
+  });
+  return withTimeout(p, 5000, `ws echo via ${url}`).finally(() => ws?.terminate());
+}
+
+function probeSse(url, headers) {
+  let req;
+  const p = new Promise((resolve, reject) => {
+    req = http.get(url, { agent: false, headers: { accept: 'text/event-stream', ...headers } }, (res) => {
+      if (res.statusCode !== 200) {
+        reject(new Error(`sse answered ${res.statusCode}`));
+        res.resume();
+        return;
+      }
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        buf += chunk;
+        if (/data: \d+ \d+\n\n/.test(buf)) resolve();
+      });
+    });
+    req.on('error', (err) => reject(new Error(`sse: ${err.message}`)));
+  });
+  return withTimeout(p, 5000, `sse via ${url}`).finally(() => req?.destroy());
+}
+
+function probeHttp(url) {
+  let req;
+  const p = new Promise((resolve, reject) => {
+    req = http.get(url, { agent: false }, (res) => {
+      res.resume();
+      if (res.statusCode === 200) resolve();
+      else reject(new Error(`http answered ${res.statusCode}`));
+    });
+    req.on('error', (err) => reject(new Error(`http: ${err.message}`)));
+  });
+  return withTimeout(p, 5000, `http via ${url}`).finally(() => req?.destroy());
+}
+
