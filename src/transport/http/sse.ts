@@ -64,7 +64,11 @@ export class SseStream implements LiveConnection {
     // body still being sent re-arms it when it is done (connect.ts): disarm it again then.
     this.#upReq.setTimeout(0);
     if (!this.#upReq.writableFinished) this.#upReq.once('finish', disarmTimeout);
-    res.socket?.setNoDelay(true);
+    // A stream lives until one side ends it, so it is delimited by the connection's
+    // close rather than by chunked encoding: one write per event instead of three
+    // buffers (size line, data, CRLF). EventSource reconnects on a new connection anyway.
+    res.useChunkedEncodingByDefault = false;
+    headers.connection = 'close';
     res.writeHead(upRes.statusCode ?? 200, headers);
     res.flushHeaders();
     x.summary.status = upRes.statusCode ?? 200;

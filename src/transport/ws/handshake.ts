@@ -67,8 +67,12 @@ function extensionNames(v: string | undefined): Set<string> {
  * key we forwarded, a subprotocol the client offered (if any), extensions the
  * client offered. Throws WS_UPSTREAM_BAD_HANDSHAKE.
  */
-export function checkUpstreamHandshake(res: IncomingMessage, key: string, offered: readonly string[], offeredExtensions: string | undefined): void {
-  const h = res.headers;
+export function checkUpstreamHandshake(
+  h: Readonly<Record<string, string | undefined>>,
+  key: string,
+  offered: readonly string[],
+  offeredExtensions: string | undefined,
+): void {
   const bad = (why: string): never => {
     throw new GatewayError('WS_UPSTREAM_BAD_HANDSHAKE', { detail: why });
   };

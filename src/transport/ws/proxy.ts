@@ -19,13 +19,14 @@ import type { WebSocketSettings } from '../../config/types.js';
 import { GatewayError } from '../../core/errors.js';
 import type { Exchange } from '../../server/exchange.js';
 import { rejectSocket } from '../../server/respond.js';
-import { connectNode, UpstreamAttempt } from '../../upstream/connect.js';
+import { connectNode } from '../../upstream/connect.js';
 import { nodeLabel } from '../../upstream/balancer.js';
 import { buildUpstreamHeaders, cleanResponseHeaders } from '../http/headers.js';
 import type { LiveRegistry } from '../http/sse.js';
 import { FrameBridge } from './frame.js';
 import { checkUpstreamHandshake, offeredProtocols } from './handshake.js';
 import { Tunnel } from './tunnel.js';
+import { BodyEnd, buildRequestHead, HeadParseError, readResponseHead, type UpstreamResponseHead } from './upstream-handshake.js';
 
 export interface WsJob {
   readonly x: Exchange;
@@ -117,64 +118,21 @@ function relayRefusal(job: WsJob, res: IncomingMessage): void {
   res.on('error', done);
 }
 
+const HOP_BY_HOP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate']);
+
 function tunnelMode(job: WsJob): void {
   const { x, req, socket, key } = job;
+  const up = x.upstream;
   const settings = x.route.websocket;
   const offered = upstreamProtocols(job);
   const extensions = settings.extensions === 'passthrough' ? req.headers['sec-websocket-extensions'] : undefined;
-  const attempt = new UpstreamAttempt(
-    x.upstream,
-    {
-      method: 'GET',
-      path: x.ctx.upstreamTarget(),
-      pooled: false,
-      headers: (node) => {
-        const h = upstreamHeaders(job, x.upstream.hostHeader(req.headers.host, node), extensions !== undefined);
-        h.connection = 'Upgrade';
-        h.upgrade = 'websocket';
-        return h;
-      },
-    },
-    {
-      connected(upReq) {
-        upReq.end();
-      },
-      response(res) {
-        relayRefusal(job, res);
-      },
-      upgrade(res, upSocket, upHead, node) {
-        socket.off('close', onClientGone);
-        try {
-          checkUpstreamHandshake(res, key, offered, extensions);
-        } catch (err) {
-          upSocket.destroy();
-          fail(job, err as GatewayError);
-          x.log.warn({ request_id: x.ctx.id, upstream: nodeLabel(node), detail: (err as GatewayError).detail }, 'upstream handshake refused');
-          return;
-        }
-        if (socket.destroyed) {
-          upSocket.destroy();
-          x.summary.status = 499;
-          x.summary.closedBy = 'client';
-          x.finish();
-          return;
-        }
-        job.release();
-        let head = 'HTTP/1.1 101 Switching Protocols\r\n';
-        const raw = res.rawHeaders;
-        for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
-        socket.write(`${head}\r\n`);
-        x.summary.status = 101;
-        new Tunnel(x, socket, upSocket, job.live).start(upHead);
-      },
-      failed(err) {
-        socket.off('close', onClientGone);
-        fail(job, err);
-      },
-    },
-  );
+  let done = false;
+  let upSocket: Socket | undefined;
+
   const onClientGone = (): void => {
-    attempt.abort();
+    done = true;
+    abortConnect();
+    upSocket?.destroy();
     if (!x.finished) {
       x.summary.status = 499;
       x.summary.closedBy = 'client';
@@ -182,8 +140,121 @@ function tunnelMode(job: WsJob): void {
     }
   };
   socket.on('close', onClientGone);
-  attempt.start();
+  const finishWith = (err: GatewayError): void => {
+    if (done) return;
+    done = true;
+    socket.off('close', onClientGone);
+    upSocket?.destroy();
+    fail(job, err);
+  };
+
+  const abortConnect = connectNode(
+    up,
+    (node) => up.servername(up.hostHeader(req.headers.host, node)),
+    (err, s, node) => {
+      if (err || !s || !node) return finishWith(err ?? new GatewayError('UPSTREAM_UNAVAILABLE'));
+      if (done) return s.destroy();
+      upSocket = s;
+      s.on('error', ignoreError);
+      const h = upstreamHeaders(job, up.hostHeader(req.headers.host, node), extensions !== undefined);
+      h.connection = 'Upgrade';
+      h.upgrade = 'websocket';
+      let head: string;
+      try {
+        head = buildRequestHead(x.ctx.upstreamTarget(), h);
+      } catch (e) {
+        return finishWith(new GatewayError('PLUGIN_ERROR', { detail: `invalid upstream header: ${(e as Error).message}` }));
+      }
+      s.setNoDelay(true);
+      s.write(head);
+      readResponseHead(s, up.config.timeout.read * 1000, (e, res) => {
+        if (done) return;
+        const label = nodeLabel(node);
+        if (e || !res) {
+          const timeout = (e as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT';
+          return finishWith(
+            new GatewayError(timeout ? 'UPSTREAM_TIMEOUT' : e instanceof HeadParseError ? 'WS_UPSTREAM_BAD_HANDSHAKE' : 'UPSTREAM_UNAVAILABLE', {
+              detail: `${e?.message ?? 'no response'} (${label})`,
+            }),
+          );
+        }
+        if (res.status !== 101) {
+          done = true;
+          socket.off('close', onClientGone);
+          return relayRawRefusal(job, s, res);
+        }
+        try {
+          checkUpstreamHandshake(res.headers, key, offered, extensions);
+        } catch (he) {
+          x.log.warn({ request_id: x.ctx.id, upstream: label, detail: (he as GatewayError).detail }, 'upstream handshake refused');
+          return finishWith(he as GatewayError);
+        }
+        done = true;
+        socket.off('close', onClientGone);
+        if (socket.destroyed) {
+          s.destroy();
+          x.summary.status = 499;
+          x.summary.closedBy = 'client';
+          x.finish();
+          return;
+        }
+        s.off('error', ignoreError);
+        job.release();
+        let out = 'HTTP/1.1 101 Switching Protocols\r\n';
+        for (const [name, value] of res.raw) out += `${name}: ${value}\r\n`;
+        socket.write(`${out}\r\n`);
+        x.summary.status = 101;
+        new Tunnel(x, socket, s, job.live).start(res.rest);
+      });
+    },
+  );
 }
+
+/**
+ * Relay a non-101 answer read on a raw socket: its head (hop-by-hop headers
+ * dropped, `connection: close` added) and its body byte for byte up to the end of
+ * its framing, then close both connections.
+ */
+function relayRawRefusal(job: WsJob, upSocket: Socket, res: UpstreamResponseHead): void {
+  const { x, socket } = job;
+  x.summary.status = res.status;
+  x.summary.closedBy = 'upstream';
+  let head = `HTTP/1.1 ${res.status} ${res.statusText}\r\n`;
+  for (const [name, value] of res.raw) if (!HOP_BY_HOP_RESPONSE.has(name.toLowerCase())) head += `${name}: ${value}\r\n`;
+  head += 'connection: close\r\n\r\n';
+  const body = new BodyEnd(res.headers, res.status);
+  let finished = false;
+  const end = (): void => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    upSocket.destroy();
+    socket.end();
+    x.finish();
+  };
+  const forward = (chunk: Buffer): void => {
+    const n = body.feed(chunk);
+    if (n > 0) {
+      x.summary.bytesOut += n;
+      socket.write(n === chunk.length ? chunk : chunk.subarray(0, n));
+    }
+    if (body.done) end();
+  };
+  // A refusal body is bounded in time: a trickling upstream cannot hold the client.
+  const timer = setTimeout(end, x.upstream.config.timeout.read * 1000);
+  timer.unref();
+  if (!socket.writable) return end();
+  socket.write(head);
+  if (res.rest.length > 0) forward(res.rest);
+  if (finished) return;
+  if (body.done) return end();
+  upSocket.on('data', forward);
+  upSocket.on('end', end);
+  upSocket.on('close', end);
+  upSocket.resume();
+}
+
+function ignoreError(): void {}
 
 /** One terminating WebSocketServer per distinct settings (max payload etc.). */
 const servers = new WeakMap<WebSocketSettings, WebSocketServer>();

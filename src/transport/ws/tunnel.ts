@@ -58,8 +58,8 @@ export class Tunnel implements LiveConnection {
     const upstream = this.down.src;
     client[kTunnel] = this;
     upstream[kTunnel] = this;
-    client.setNoDelay(true);
-    upstream.setNoDelay(true);
+    // No setNoDelay here: the listener sets it on accept, and the upstream socket got it
+    // when the handshake was written (each call is a syscall on the handshake path).
     upstream.setTimeout(0);
     client.on('data', onData);
     upstream.on('data', onData);
@@ -76,9 +76,10 @@ export class Tunnel implements LiveConnection {
     this.#live.add(this);
     this.exchange.opened('websocket', 'tunnel');
     if (upHead.length > 0) this.forward(this.down, upHead);
-    // Bytes may have arrived on the client socket while the upstream handshake ran;
-    // the caller discarded them (never forwarded), so resume reading now.
+    // Both sockets may have been paused during the handshake (the client's bytes were
+    // discarded, the upstream's head was read): start reading both now.
     client.resume();
+    upstream.resume();
   }
 
   legFrom(socket: TunnelSocket): Leg {
@@ -156,7 +157,7 @@ export class Tunnel implements LiveConnection {
   ended(socket: TunnelSocket): void {
     const leg = this.legFrom(socket);
     if (leg.tracker.closeSeen) {
-      if (!leg.stopped) leg.dst.end();
+      if (!leg.stopped && !leg.dst.writableEnded) leg.dst.end();
       return;
     }
     if (leg === this.down) this.close(ERRORS.UPSTREAM_CLOSED.close, 'upstream closed', 'UPSTREAM_CLOSED');
@@ -171,7 +172,7 @@ export class Tunnel implements LiveConnection {
     }
     // One socket is gone: the other side learns it with a close frame (or at once if it cannot).
     if (!leg.tracker.closeSeen) this.ended(socket);
-    else if (!leg.dst.destroyed && !leg.stopped) leg.dst.end();
+    else if (!leg.dst.destroyed && !leg.stopped && !leg.dst.writableEnded) leg.dst.end();
   }
 
   shutdown(code: number, reason: string): void {
