@@ -624,3 +624,28 @@ describe('only ConfigError escapes', () => {
     issueAt(issues, 'routes[0].plugins.odd', 5, 'refused this config: just a string');
   });
 });
+
+describe('consumer groups', () => {
+  test('a credential on a consumer group is refused: it identifies one consumer', async () => {
+    const { PluginRegistry, loadConfigText } = await import('../dist/index.js');
+    const registry = new PluginRegistry([
+      {
+        name: 'cred-auth',
+        version: '1.0.0',
+        priority: 2500,
+        schema: { type: 'object' },
+        consumerSchema: { type: 'object', properties: { key: { type: 'string' } }, required: ['key'], additionalProperties: false },
+        rewrite() {},
+      },
+    ]);
+    const text = 'consumer_groups:\n  - id: g\n    plugins:\n      cred-auth: { key: abc }\nconsumers:\n  - { username: a, group_id: g, plugins: { cred-auth: { key: k } } }\n  - { username: b, group_id: nope }\n';
+    await assert.rejects(loadConfigText(text, '/tmp/c.yaml', { registry }), (err) => {
+      const byPath = Object.fromEntries(err.issues.map((i) => [i.path, i]));
+      assert.match(byPath['consumer_groups[0].plugins.cred-auth'].message, /belongs on a consumer, not on a consumer group/);
+      assert.equal(byPath['consumer_groups[0].plugins.cred-auth'].line, 4);
+      assert.match(byPath['consumers[1].group_id'].message, /unknown consumer group "nope"/);
+      assert.equal(Object.keys(byPath).length, 2, 'the credential on a consumer is valid');
+      return true;
+    });
+  });
+});

@@ -924,6 +924,12 @@ class Loader implements IssueContext {
         continue;
       }
       const plugins = await this.#plugins(g.plugins, child(p, 'plugins'), true, true);
+      // A credential identifies one consumer: on a group it would silently do nothing.
+      for (const name of Object.keys(plugins.configs)) {
+        if (this.#registry.get(name)?.validateConsumer) {
+          this.#note(child(child(p, 'plugins'), name), `"${name}" is a credential and belongs on a consumer, not on a consumer group`, true);
+        }
+      }
       const group: ConsumerGroup = {
         id: g.id,
         ...(typeof g.desc === 'string' ? { desc: g.desc } : {}),

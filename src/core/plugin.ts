@@ -48,6 +48,8 @@ export interface RequestContext {
   /** Raw query string without `?` ('' when none). */
   readonly query: string;
   readonly host: string;
+  /** Scheme of the listener the client reached (`https` on a TLS listener). */
+  readonly scheme: 'http' | 'https';
   readonly headers: IncomingHttpHeaders;
   /** Client address resolved through trusted_proxies. */
   readonly clientIp: string;
@@ -83,6 +85,12 @@ export interface Rejection {
   /** Override the catalogue message shown to the client. */
   message?: string;
   headers?: Record<string, string>;
+  /**
+   * A raw response body replacing the JSON error body (e.g. forward-auth relaying
+   * its service's answer); give its Content-Type in `headers` (lowercase names).
+   * Ignored on a live connection. Omit it to keep the JSON error format.
+   */
+  body?: string | Buffer;
   /** Cause, for the log only. */
   detail?: string;
 }

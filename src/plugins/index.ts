@@ -4,9 +4,27 @@
  */
 import type { PluginDefinition } from '../core/plugin.js';
 import { PluginRegistry } from '../core/registry.js';
+import authz from './authz/index.js';
+import basicAuth from './basic-auth/index.js';
+import consumerRestriction from './consumer-restriction/index.js';
+import forwardAuth from './forward-auth/index.js';
+import ipRestriction from './ip-restriction/index.js';
+import jwtAuth from './jwt-auth/index.js';
+import keyAuth from './key-auth/index.js';
+import openidConnect from './openid-connect/index.js';
+import originRestriction from './origin-restriction/index.js';
 
 export const builtinPlugins: readonly PluginDefinition[] = [
   // builtin plugins (one line each, keep sorted)
+  authz,
+  basicAuth,
+  consumerRestriction,
+  forwardAuth,
+  ipRestriction,
+  jwtAuth,
+  keyAuth,
+  openidConnect,
+  originRestriction,
 ];
 
 /** A registry holding every built-in plugin. */

@@ -9,6 +9,7 @@ export class Context implements RequestContext {
   readonly path: string;
   readonly query: string;
   readonly host: string;
+  readonly scheme: 'http' | 'https';
   readonly headers: IncomingHttpHeaders;
   readonly clientIp: string;
   readonly websocket: boolean;
@@ -28,6 +29,7 @@ export class Context implements RequestContext {
     path: string;
     query: string;
     host: string;
+    scheme: 'http' | 'https';
     headers: IncomingHttpHeaders;
     clientIp: string;
     websocket: boolean;
@@ -40,6 +42,7 @@ export class Context implements RequestContext {
     this.path = init.path;
     this.query = init.query;
     this.host = init.host;
+    this.scheme = init.scheme;
     this.headers = init.headers;
     this.clientIp = init.clientIp;
     this.websocket = init.websocket;

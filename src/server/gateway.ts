@@ -80,6 +80,8 @@ interface Listener {
   readonly server: http.Server;
   readonly spec: ListenConfig;
   readonly proto: 'http' | 'https';
+  /** The bound port (known once listening), so requests need no getsockname. */
+  port: number;
 }
 
 const kListener = Symbol('listener');
@@ -146,7 +148,7 @@ export class Gateway {
     const server: TaggedServer = spec.tls
       ? https.createServer({ ...common, cert: spec.tls.certPem, key: spec.tls.keyPem })
       : http.createServer(common);
-    const listener: Listener = { server, spec, proto: spec.tls ? 'https' : 'http' };
+    const listener: Listener = { server, spec, proto: spec.tls ? 'https' : 'http', port: spec.port };
     server[kListener] = listener;
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(listener, req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#onUpgrade(listener, req, socket, head));
@@ -156,6 +158,7 @@ export class Gateway {
       server.once('error', reject);
       server.listen({ host: spec.host, port: spec.port }, () => {
         server.off('error', reject);
+        listener.port = (server.address() as AddressInfo).port;
         server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
         resolve();
       });
@@ -173,7 +176,7 @@ export class Gateway {
         peerTrusted: forwardedFor.length > 0 || resolver.isTrusted(peer),
         forwardedFor,
         proto: listener.proto,
-        port: req.socket.localPort ?? 0,
+        port: listener.port,
       },
     };
   }
@@ -200,6 +203,7 @@ export class Gateway {
       path: norm.path,
       query: target.query,
       host: req.headers.host ?? '',
+      scheme: fwd.proto,
       headers: req.headers,
       clientIp,
       websocket,
@@ -246,7 +250,7 @@ export class Gateway {
 
   #rejectHttp(x: Exchange, res: ServerResponse, r: Rejection): void {
     const err = fromRejection(r);
-    sendError(res, err, x.ctx.id);
+    sendError(res, err, x.ctx.id, r.body);
     this.#finishRejected(x, err);
   }
 
@@ -320,7 +324,7 @@ export class Gateway {
       if (v) {
         release();
         const e = fromRejection(v);
-        rejectSocket(socket, e, id);
+        rejectSocket(socket, e, id, v.body);
         this.#finishRejected(x, e);
         return;
       }
