@@ -114,6 +114,19 @@ describe('channel-level least privilege over WebSocket: /ws/rooms/:room', () => 
     assert.match(line.detail, /no rule matched \(default deny\)/);
   });
 
+  test('every decision and the rule that made it go to the debug log', async () => {
+    const { ws } = await openWs(`${gw.ws}/ws/rooms/dev`, { headers: who('alice', { rooms: ['dev'] }) });
+    ws.close();
+    await closed(ws);
+    await openWs(`${gw.ws}/ws/rooms/ops`, { headers: who('alice', { rooms: ['dev'] }) });
+    const allow = await eventually(() => gw.log.lines.find((l) => l.msg === 'authz decision' && l.decision === 'allow'));
+    assert.equal(allow.level, 'debug');
+    assert.match(allow.rule, /^rules\[0\]/);
+    assert.equal(allow.consumer, 'alice');
+    const deny = await eventually(() => gw.log.lines.find((l) => l.msg === 'authz decision' && l.decision === 'deny'));
+    assert.equal(deny.rule, null, 'default deny: no rule matched');
+  });
+
   test('the claim may be a space or comma separated string', async () => {
     const claims = { rooms: 'lobby dev,ops' };
     for (const room of ['lobby', 'dev', 'ops']) {

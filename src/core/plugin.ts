@@ -38,6 +38,15 @@ export interface ConsumerInfo {
   readonly plugins: Readonly<Record<string, Record<string, unknown>>>;
 }
 
+/** The gateway's logger as plugins see it (pino): `log.debug({ ... }, 'message')`. */
+export interface PluginLogger {
+  isLevelEnabled(level: string): boolean;
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
 /** What every phase can see about the request or connection. */
 export interface RequestContext {
   readonly id: string;
@@ -75,6 +84,8 @@ export interface RequestContext {
   readonly stripQuery: Set<string>;
   /** Per-request scratch space, keyed by plugin name. */
   readonly vars: Map<string, unknown>;
+  /** The gateway's logger. Never log credentials or message bodies. */
+  readonly log: PluginLogger;
 }
 
 /** Returned by rewrite/access to stop the request. The pipeline answers the client. */

@@ -1,6 +1,6 @@
 /** Builds the RequestContext every phase sees, once per request or handshake. */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Consumer, RequestContext } from '../core/plugin.js';
+import type { Consumer, PluginLogger, RequestContext } from '../core/plugin.js';
 
 export class Context implements RequestContext {
   readonly id: string;
@@ -21,6 +21,7 @@ export class Context implements RequestContext {
   readonly upstreamHeaders: Record<string, string | null> = {};
   readonly stripQuery = new Set<string>();
   readonly vars = new Map<string, unknown>();
+  readonly log: PluginLogger;
 
   constructor(init: {
     id: string;
@@ -35,6 +36,7 @@ export class Context implements RequestContext {
     websocket: boolean;
     startedAt: number;
     params: Record<string, string>;
+    log: PluginLogger;
   }) {
     this.id = init.id;
     this.routeId = init.routeId;
@@ -48,6 +50,7 @@ export class Context implements RequestContext {
     this.websocket = init.websocket;
     this.startedAt = init.startedAt;
     this.params = init.params;
+    this.log = init.log;
   }
 
   limitLifetime(epochMs: number): void {

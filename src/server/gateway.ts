@@ -209,6 +209,7 @@ export class Gateway {
       websocket,
       startedAt,
       params: match.params,
+      log: this.log,
     });
     return new Exchange(
       this,

@@ -40,9 +40,15 @@ export default definePlugin<AuthzConfig, State>({
     const rule = firstMatch(state.rules, new Facts(ctx, state.labels));
     if (rule?.allow) {
       ctx.vars.set('authz.rule', rule.index);
+      if (ctx.log.isLevelEnabled('debug')) {
+        ctx.log.debug({ request_id: ctx.id, route: ctx.routeId, consumer: ctx.consumer?.username ?? null, decision: 'allow', rule: ruleName(rule) }, 'authz decision');
+      }
       return undefined;
     }
     const why = rule ? `denied by ${ruleName(rule)}` : ctx.consumer || ctx.vars.has('auth.claims') ? 'no rule matched (default deny)' : 'no rule matched (default deny; no consumer identified)';
+    if (ctx.log.isLevelEnabled('debug')) {
+      ctx.log.debug({ request_id: ctx.id, route: ctx.routeId, consumer: ctx.consumer?.username ?? null, decision: 'deny', rule: rule ? ruleName(rule) : null }, 'authz decision');
+    }
     const r: Rejection = { reject: 'AUTHZ_DENIED', status: state.status, detail: `authz: ${why}` };
     if (state.message !== undefined) r.message = state.message;
     return r;
