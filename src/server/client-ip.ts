@@ -17,72 +17,14 @@
  * brackets are removed. Trust is checked with `net.BlockList`.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { BlockList, SocketAddress, isIP, isIPv4 } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
+import { AddressList, canonicalV6, mappedToV4 } from './address-list.js';
+
+export { checkCidr } from './address-list.js';
 
 export interface ResolvedClient {
   clientIp: string;
   forwardedFor: string[];
-}
-
-interface ParsedCidr {
-  address: string;
-  prefix: number | undefined;
-  family: 4 | 6;
-}
-
-function parseCidr(s: string): ParsedCidr | string {
-  if (typeof s !== 'string' || s.length === 0) return 'expected an IP address or CIDR';
-  const slash = s.indexOf('/');
-  let address = slash === -1 ? s : s.slice(0, slash);
-  if (address.includes('%')) return `"${s}": zone identifiers are not allowed`;
-  const fam = isIP(address);
-  if (fam === 0) return `"${s}" is not an IP address or CIDR`;
-  let family: 4 | 6 = fam === 4 ? 4 : 6;
-  let prefix: number | undefined;
-  if (slash !== -1) {
-    const p = s.slice(slash + 1);
-    const max = family === 4 ? 32 : 128;
-    if (!/^[0-9]{1,3}$/.test(p) || Number(p) > max) {
-      return `"${s}": prefix length must be 0-${max}`;
-    }
-    prefix = Number(p);
-  }
-  if (family === 6) {
-    // An IPv4-mapped entry trusts the IPv4 address (or subnet) it maps.
-    const mapped = mappedToV4(canonicalV6(address) ?? address);
-    if (mapped !== undefined && (prefix === undefined || prefix >= 96)) {
-      address = mapped;
-      family = 4;
-      if (prefix !== undefined) prefix -= 96;
-    }
-  }
-  return { address, prefix, family };
-}
-
-/**
- * Validates one `trusted_proxies` entry: an IPv4/IPv6 address or CIDR. Returns an error
- * message for the config loader, or undefined when the entry is valid.
- */
-export function checkCidr(s: string): string | undefined {
-  const r = parseCidr(s);
-  return typeof r === 'string' ? r : undefined;
-}
-
-/** `::ffff:1.2.3.4` -> `1.2.3.4` for an already canonical IPv6 string; undefined otherwise. */
-function mappedToV4(v6: string): string | undefined {
-  if (v6.length > 7 && v6.startsWith('::ffff:')) {
-    const rest = v6.slice(7);
-    if (isIPv4(rest)) return rest;
-  }
-  return undefined;
-}
-
-function canonicalV6(addr: string): string | undefined {
-  try {
-    return new SocketAddress({ address: addr, family: 'ipv6' }).address;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The socket's peer address with an IPv4-mapped prefix removed. */
@@ -224,33 +166,19 @@ export function parseForwardedFor(value: string): string[] {
   return out;
 }
 
-const CACHE_MAX = 4096;
-
 function headerString(v: string | string[] | undefined): string | undefined {
   if (v === undefined) return undefined;
   return typeof v === 'string' ? v : v.join(', ');
 }
 
 export class ClientIpResolver {
-  readonly #list = new BlockList();
+  readonly #trusted: AddressList;
   readonly #enabled: boolean;
   readonly #header: 'x-forwarded-for' | 'forwarded';
-  /**
-   * BlockList.check() with a string builds a native SocketAddress each time (about 2 us);
-   * decisions for recent addresses are remembered. Bounded: emptied when full. The list
-   * never changes after construction, so a cached answer cannot go stale.
-   */
-  readonly #cache = new Map<string, boolean>();
 
   /** Throws a TypeError for an invalid entry (validate with checkCidr first). */
   constructor(trusted: readonly string[], header: 'x-forwarded-for' | 'forwarded') {
-    for (const entry of trusted) {
-      const r = parseCidr(entry);
-      if (typeof r === 'string') throw new TypeError(`trusted_proxies: ${r}`);
-      const type = r.family === 4 ? 'ipv4' : 'ipv6';
-      if (r.prefix === undefined) this.#list.addAddress(r.address, type);
-      else this.#list.addSubnet(r.address, r.prefix, type);
-    }
+    this.#trusted = new AddressList(trusted, 'trusted_proxies');
     this.#enabled = trusted.length > 0;
     this.#header = header;
   }
@@ -262,20 +190,7 @@ export class ClientIpResolver {
   }
 
   #check(ip: string): boolean {
-    const cached = this.#cache.get(ip);
-    if (cached !== undefined) return cached;
-    const fam = isIP(ip);
-    let trusted = false;
-    if (fam !== 0) {
-      try {
-        trusted = this.#list.check(ip, fam === 4 ? 'ipv4' : 'ipv6');
-      } catch {
-        trusted = false;
-      }
-    }
-    if (this.#cache.size >= CACHE_MAX) this.#cache.clear();
-    this.#cache.set(ip, trusted);
-    return trusted;
+    return this.#trusted.has(ip);
   }
 
   /** `peer` is the socket's remoteAddress; `headers` the request's headers. */

@@ -6,7 +6,7 @@
  * nothing.
  */
 import { definePlugin } from '../../core/plugin.js';
-import { IpList } from './ip-list.js';
+import { AddressList } from '../../server/address-list.js';
 
 export interface IpRestrictionConfig {
   whitelist?: string[];
@@ -16,7 +16,7 @@ export interface IpRestrictionConfig {
 }
 
 interface State {
-  list: IpList;
+  list: AddressList;
   /** True for a whitelist: addresses not in the list are refused. */
   allow: boolean;
   message: string;
@@ -46,9 +46,9 @@ export default definePlugin<IpRestrictionConfig, State>({
     }
     const allow = whitelist !== undefined;
     const entries = (allow ? whitelist : blacklist)!;
-    let list: IpList;
+    let list: AddressList;
     try {
-      list = new IpList(entries);
+      list = new AddressList(entries);
     } catch (err) {
       throw new Error(`${allow ? 'whitelist' : 'blacklist'}: ${(err as Error).message}`);
     }
