@@ -10,6 +10,7 @@
  * new index, so a changed password is never served from the cache.
  */
 import { createHash } from 'node:crypto';
+import { perConsumers } from '../shared/consumer-index.js';
 import type { ConsumerInfo } from '../../core/plugin.js';
 import { checkHashed, parseStoredPassword, type StoredPassword } from './hash.js';
 
@@ -80,21 +81,11 @@ export function verifiedKey(username: string, password: string): string {
   return createHash('sha256').update(`${username}:${password}`).digest('base64');
 }
 
-const indexes = new WeakMap<readonly ConsumerInfo[], UserIndex | Error>();
-
 /**
  * The index for a consumers array, built on first use. Throws, every time it is
  * asked, when two consumers share a user name or a stored hash is malformed.
  */
-export function userIndex(consumers: readonly ConsumerInfo[]): UserIndex {
-  let index = indexes.get(consumers);
-  if (index === undefined) {
-    index = build(consumers);
-    indexes.set(consumers, index);
-  }
-  if (index instanceof Error) throw index;
-  return index;
-}
+export const userIndex = perConsumers(build);
 
 function build(consumers: readonly ConsumerInfo[]): UserIndex | Error {
   const index = new UserIndex();

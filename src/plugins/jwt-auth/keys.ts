@@ -132,17 +132,7 @@ function buildConsumerKeys(consumers: readonly ConsumerInfo[]): ConsumerKeys {
   return out;
 }
 
-const usernameIndexes = new WeakMap<readonly ConsumerInfo[], ReadonlyMap<string, ConsumerInfo>>();
-
-/** Consumers by username, built once per config. */
-export function consumersByName(consumers: readonly ConsumerInfo[]): ReadonlyMap<string, ConsumerInfo> {
-  let m = usernameIndexes.get(consumers);
-  if (!m) {
-    m = new Map(consumers.map((c) => [c.username, c]));
-    usernameIndexes.set(consumers, m);
-  }
-  return m;
-}
+export { consumersByName } from '../shared/consumer-index.js';
 
 // ---- remote JWKS ---------------------------------------------------------------
 

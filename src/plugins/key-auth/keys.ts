@@ -6,6 +6,7 @@
  * work done; the key itself is never kept in the index.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { perConsumers } from '../shared/consumer-index.js';
 import type { ConsumerInfo } from '../../core/plugin.js';
 
 export interface KeyOwner {
@@ -18,8 +19,6 @@ export interface KeyOwner {
 
 export type KeyIndex = ReadonlyMap<string, KeyOwner>;
 
-const indexes = new WeakMap<readonly ConsumerInfo[], KeyIndex | Error>();
-
 function digestOf(key: string): Buffer {
   return createHash('sha256').update(key).digest();
 }
@@ -28,15 +27,7 @@ function digestOf(key: string): Buffer {
  * The index for a consumers array, built on first use. Throws (every time it is
  * asked, so every route using key-auth is refused) when two consumers share a key.
  */
-export function keyIndex(consumers: readonly ConsumerInfo[]): KeyIndex {
-  let index = indexes.get(consumers);
-  if (index === undefined) {
-    index = build(consumers);
-    indexes.set(consumers, index);
-  }
-  if (index instanceof Error) throw index;
-  return index;
-}
+export const keyIndex = perConsumers(build);
 
 function build(consumers: readonly ConsumerInfo[]): KeyIndex | Error {
   const index = new Map<string, KeyOwner>();

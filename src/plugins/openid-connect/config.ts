@@ -3,6 +3,7 @@
  * Portcullis additions for browser credential transport and consumer mapping)
  * and init(), which turns a validated config into the plugin state.
  */
+import { consumersByName } from '../shared/consumer-index.js';
 import type { ConsumerInfo, PluginContext } from '../../core/plugin.js';
 import type { CredentialSources } from '../shared/credentials.js';
 import { OpenIdProvider } from './provider.js';
@@ -145,18 +146,6 @@ function providerFor(config: readonly ConsumerInfo[], discovery: string, timeout
     byUrl.set(key, p);
   }
   return p;
-}
-
-/** Consumers by username, built once per config (the array is shared by every route). */
-const consumerIndex = new WeakMap<readonly ConsumerInfo[], ReadonlyMap<string, ConsumerInfo>>();
-
-function consumersByName(list: readonly ConsumerInfo[]): ReadonlyMap<string, ConsumerInfo> {
-  let m = consumerIndex.get(list);
-  if (!m) {
-    m = new Map(list.map((c) => [c.username, c]));
-    consumerIndex.set(list, m);
-  }
-  return m;
 }
 
 export function init(config: OidcConfig, ctx: PluginContext): OidcState {
