@@ -9,6 +9,7 @@ const NEEDS = [
   { bin: '/usr/bin/openssl', pkg: 'openssl', why: 'TLS listener and config tests generate certificates' },
   { bin: '/usr/sbin/nginx', pkg: 'nginx-light', why: 'the benchmark smoke test compares against NGINX' },
   { bin: '/usr/sbin/haproxy', pkg: 'haproxy', why: 'the benchmark smoke test compares against HAProxy' },
+  { bin: '/usr/bin/chromium', pkg: 'chromium', why: 'browser tests drive a real headless Chromium' },
 ];
 
 const missing = NEEDS.filter((n) => !existsSync(n.bin));
