@@ -11,6 +11,7 @@
 import http from 'node:http';
 import WebSocket from 'ws';
 import { echoPayload } from './lib/payload.js';
+import { signTokens } from './lib/jwt.js';
 
 const p = JSON.parse(process.argv[2] ?? '{}');
 const send = (msg) => process.send?.(msg);
@@ -68,12 +69,12 @@ const addrs = p.localAddresses?.length ? p.localAddresses : ['127.0.0.1'];
 let addrNext = 0;
 const nextAddr = () => addrs[addrNext++ % addrs.length];
 
-const wsOptions = () => ({
+const wsOptions = (headers = p.headers ?? {}) => ({
   perMessageDeflate: false,
   maxPayload: 1 << 20,
   handshakeTimeout: 10_000,
   localAddress: nextAddr(),
-  headers: p.headers ?? {},
+  headers,
 });
 
 function ignoreError() {}
@@ -396,25 +397,60 @@ async function runSse() {
 
 // ---- handshake-rate -------------------------------------------------------
 
+/**
+ * The Authorization headers of the auth targets, all signed here before the
+ * warm-up so that signing costs nothing inside the window. 'reused': loop i
+ * sends token i on every connection; 'distinct': every connection takes the
+ * next unused token. Returns null without a token plan (p.headers apply).
+ */
+function handshakeTokens(plan) {
+  if (!plan) return null;
+  const t0 = performance.now();
+  const headers = signTokens(plan.privateKeyPem, plan.count, { key: plan.key }).map((t) => ({ authorization: `Bearer ${t}` }));
+  const state = { mode: plan.mode, generated: headers.length, used: 0, signMs: performance.now() - t0, exhausted: false, exhaustedInWindow: false };
+  return {
+    state,
+    /** Headers for the next connection of loop `i`, or null once distinct tokens are used up. */
+    next(i) {
+      if (state.mode === 'reused') {
+        state.used = Math.min(headers.length, Math.max(state.used, i + 1));
+        return headers[i % headers.length];
+      }
+      if (state.used >= headers.length) return null;
+      return headers[state.used++];
+    },
+  };
+}
+
 async function runHandshake() {
   const errors = new ErrorTally();
   const cycle = new Samples();
   const hello = Buffer.from('{"op":"echo","pad":"hello"}');
+  const tokens = handshakeTokens(p.tokens);
   let measuring = false;
   let stopping = false;
+  let windowClosed = false;
   let completed = 0;
   let failedInWindow = 0;
 
-  function loop() {
+  function loop(_, i) {
     return new Promise((resolve) => {
       const step = () => {
         if (stopping) {
           resolve();
           return;
         }
+        const headers = tokens ? tokens.next(i) : undefined;
+        if (headers === null) {
+          // Out of distinct tokens: stop this loop rather than reuse one.
+          tokens.state.exhausted = true;
+          if (!windowClosed) tokens.state.exhaustedInWindow = true;
+          resolve();
+          return;
+        }
         const t = performance.now();
         let failed = false;
-        const ws = new WebSocket(p.url, wsOptions());
+        const ws = new WebSocket(p.url, wsOptions(headers));
         ws.on('open', () => ws.send(hello, { binary: false }));
         ws.on('message', () => ws.close(1000));
         ws.on('error', (err) => {
@@ -442,10 +478,12 @@ async function runHandshake() {
   await sleep(p.windowMs);
   measuring = false;
   const win = windowEnd(w);
+  windowClosed = true;
   stopping = true;
   await Promise.race([Promise.all(loops), sleep(10_000)]);
   const [p50, p99] = cycle.percentiles(0.5, 0.99);
   return {
+    tokens: tokens?.state ?? null,
     completed,
     failedInWindow,
     ratePerSec: completed / win.seconds,

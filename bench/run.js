@@ -234,7 +234,7 @@ async function main() {
     for (const t of targets) {
       if (t.status === 'skipped') cells[t.name] = { status: 'skipped', reason: t.reason };
       else if (!t.appliesTo(c.workload)) cells[t.name] = { status: 'skipped', reason: `not applicable: ${t.name} runs ${t.def.workloads.join(', ')} only` };
-      else cells[t.name] = { status: 'ok', rounds: [], errors: [], noProxy: t.def.kind === 'direct' };
+      else cells[t.name] = { status: 'ok', rounds: [], errors: [], noProxy: t.def.kind === 'direct', compareTo: t.def.compareTo };
     }
     if (cpuProfDir) {
       // One fresh profiled process per case, so each profile shows one workload.
@@ -369,7 +369,7 @@ async function main() {
       portcullis: JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')).version,
       commit: gitCommit(),
     },
-    targets: targets.map((t) => ({ name: t.name, kind: t.def.kind, about: t.def.about, status: t.status, reason: t.reason })),
+    targets: targets.map((t) => ({ name: t.name, kind: t.def.kind, about: t.def.about, status: t.status, reason: t.reason, ...(t.def.compareTo ? { compareTo: t.def.compareTo } : {}) })),
     cases: results,
     profiles,
     warnings,

@@ -78,13 +78,15 @@ export function treePids(root) {
 
 /**
  * One sample of a process tree: CPU seconds (all threads, live descendants
- * and reaped children) and summed RSS in KiB. `alive` is false when the root
- * process has gone.
+ * and reaped children), the part of them spent in the kernel (sysSec: stime,
+ * which on loopback includes the receiving side of every send) and summed RSS
+ * in KiB. `alive` is false when the root process has gone.
  */
 export function sampleTree(root) {
-  if (!root) return { cpuSec: 0, rssKb: 0, pids: [], alive: false, at: performance.now() };
+  if (!root) return { cpuSec: 0, sysSec: 0, rssKb: 0, pids: [], alive: false, at: performance.now() };
   const pids = treePids(root);
   let ticks = 0;
+  let sysTicks = 0;
   let rssKb = 0;
   let alive = false;
   for (const pid of pids) {
@@ -92,9 +94,10 @@ export function sampleTree(root) {
     if (!st) continue;
     if (pid === root) alive = st.state !== 'Z';
     ticks += st.utime + st.stime + st.cutime + st.cstime;
+    sysTicks += st.stime + st.cstime;
     rssKb += readRssKb(pid);
   }
-  return { cpuSec: ticks / CLK_TCK, rssKb, pids, alive, at: performance.now() };
+  return { cpuSec: ticks / CLK_TCK, sysSec: sysTicks / CLK_TCK, rssKb, pids, alive, at: performance.now() };
 }
 
 /** Busy and total jiffies of the whole machine, from /proc/stat. */

@@ -19,7 +19,9 @@ function spreadPct(values) {
 /**
  * Turns the raw rounds of one case into the JSON cell of each target:
  * {status:'ok', median, spread_pct, ratios:{key:{direct,nginx}}, notes, rounds, errors}
- * or {status:'skipped', reason}.
+ * or {status:'skipped', reason}. A cell with `compareTo` (a target name, e.g.
+ * the same route without auth) also gets `compare_to` and, per figure, the
+ * ratio to that target: ratios[key][compareTo].
  */
 export function summarizeCase(c, cells) {
   const out = {};
@@ -43,6 +45,7 @@ export function summarizeCase(c, cells) {
       if (med[f.key] === null) notes[f.key] = f.proxy && cell.noProxy ? 'no proxy process' : 'not measured';
     }
     out[name] = { status: 'ok', median: med, spread_pct: spread, notes, rounds: cell.rounds, errors: cell.errors };
+    if (cell.compareTo) out[name].compare_to = cell.compareTo;
   }
   for (const cell of Object.values(out)) {
     if (cell.status !== 'ok') continue;
@@ -54,6 +57,7 @@ export function summarizeCase(c, cells) {
         return typeof v === 'number' && typeof b === 'number' && b !== 0 ? v / b : null;
       };
       cell.ratios[f.key] = { direct: ratio('direct'), nginx: ratio('nginx') };
+      if (cell.compare_to) cell.ratios[f.key][cell.compare_to] = ratio(cell.compare_to);
     }
   }
   return out;
@@ -100,7 +104,8 @@ export function markdown(doc) {
       if (!cell || cell.status !== 'ok') return 'skipped';
       const v = cell.median[f.key];
       if (v === null) return 'n/a';
-      return `${fmtNum(v, f.digits)} [${fmtRatio(cell.ratios[f.key].nginx)}× nginx]`;
+      const vsBase = cell.compare_to ? `, ${fmtRatio(cell.ratios[f.key][cell.compare_to])}× ${cell.compare_to}` : '';
+      return `${fmtNum(v, f.digits)} [${fmtRatio(cell.ratios[f.key].nginx)}× nginx${vsBase}]`;
     });
     lines.push(`| ${name} | ${cells.join(' | ')} |`);
   }
@@ -130,6 +135,20 @@ export function markdown(doc) {
       lines.push(`| ${name} | ${cells.join(' | ')} |`);
     }
     lines.push('');
+    // Targets that are one feature added to another: the cost of the feature.
+    const compared = targets.filter((name) => c.results[name]?.status === 'ok' && c.results[name].compare_to);
+    for (const name of compared) {
+      const cell = c.results[name];
+      const parts = c.figures
+        .filter((f) => !NO_RATIO.has(f.key) && typeof cell.ratios[f.key][cell.compare_to] === 'number')
+        .map((f) => `${f.label} ${fmtRatio(cell.ratios[f.key][cell.compare_to])}×`);
+      lines.push(
+        parts.length > 0
+          ? `\`${name}\` relative to \`${cell.compare_to}\` (the same route without it): ${parts.join(', ')}.`
+          : `\`${name}\` relative to \`${cell.compare_to}\`: no ratio (\`${cell.compare_to}\` was not measured).`,
+      );
+      lines.push('');
+    }
     if (skipped.length > 0) {
       lines.push(`Skipped: ${skipped.map(escapeCell).join('; ')}.`);
       lines.push('');

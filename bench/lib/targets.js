@@ -11,6 +11,11 @@
 //              once the feature it needs has landed
 //   config     portcullis only: ({port, up}, auth?) -> YAML text
 //   auth       portcullis only: clients send `Authorization: Bearer <ES256 JWT>`
+//   tokens     with auth, handshake-rate only: 'reused' (each client loop keeps
+//              one token) or 'distinct' (a fresh token per connection); the
+//              load generator signs them before the window opens
+//   compareTo  another target whose figures this one is also shown as a
+//              ratio to (the same route without the feature under test)
 
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import http from 'node:http';
@@ -37,13 +42,27 @@ export const TARGETS = [
     about: 'Portcullis, WebSocket route without message plugins (byte tunnel)',
   },
   {
+    // The same config twice, side by side in every round: clients that reuse
+    // their tokens (the verified-token cache at work: a reconnect storm) and
+    // clients that present a token never seen before on every connection.
     name: 'portcullis-auth',
     kind: 'portcullis',
     config: portcullisAuthConfig,
     auth: true,
+    tokens: 'reused',
+    compareTo: 'portcullis-tunnel',
     workloads: ['handshake-rate'],
-    pending: 'waits for jwt-auth (issue 4) and limit-conn (issue 6)',
-    about: 'Portcullis, tunnel routes with jwt-auth (ES256) + limit-conn',
+    about: 'Portcullis, tunnel routes with jwt-auth (consumer-bound, ES256); each of the 50 client loops reuses its own token (verified-token cache hits); limit-conn joins when issue 6 lands',
+  },
+  {
+    name: 'portcullis-auth-distinct',
+    kind: 'portcullis',
+    config: portcullisAuthConfig,
+    auth: true,
+    tokens: 'distinct',
+    compareTo: 'portcullis-tunnel',
+    workloads: ['handshake-rate'],
+    about: 'Portcullis, the portcullis-auth config; every connection presents a fresh token (signed before the window), so every handshake verifies an ES256 signature; limit-conn joins when issue 6 lands',
   },
   {
     name: 'portcullis-validated',
@@ -58,7 +77,8 @@ export const TARGETS = [
 /**
  * A running (or skipped) target. `ctx` holds what all targets share:
  * dir (scratch directory), up (upstream ports), nofile, proxyCpus,
- * repoRoot, binaries (Map from install.js), auth ({token, publicKeyPem}).
+ * repoRoot, binaries (Map from install.js), auth ({token, key, publicKeyPem,
+ * privateKeyPem}).
  */
 export class Target {
   constructor(def, ctx) {
@@ -71,6 +91,21 @@ export class Target {
     this.reason = null;
     this.profileTag = null;
     this.headers = def.auth && ctx.auth ? { authorization: `Bearer ${ctx.auth.token}` } : {};
+  }
+
+  /**
+   * What the load generator needs to sign this target's handshake-rate tokens,
+   * or null: {mode, count, privateKeyPem, key}.
+   */
+  tokenPlan(params) {
+    if (!this.def.auth || !this.def.tokens || !this.ctx.auth) return null;
+    const distinct = this.def.tokens === 'distinct';
+    return {
+      mode: this.def.tokens,
+      count: distinct ? params.distinctTokens : params.reusedTokens,
+      privateKeyPem: this.ctx.auth.privateKeyPem,
+      key: this.ctx.auth.key,
+    };
   }
 
   appliesTo(workload) {
