@@ -4,6 +4,7 @@ export { definePlugin } from './core/plugin.js';
 export type {
   PluginDefinition,
   PluginContext,
+  GatewayRedisSettings,
   RequestContext,
   Rejection,
   AccessResult,
@@ -13,8 +14,23 @@ export type {
   Consumer,
   ConnectionSummary,
   Protocol,
+  FrameLimits,
 } from './core/plugin.js';
 export { ERRORS, GatewayError, type ErrorCode, type ErrorSpec } from './core/errors.js';
+export {
+  LocalStore,
+  RedisStore,
+  StoreUnavailableError,
+  openStore,
+  type LimitStore,
+  type Lease,
+  type SlotResult,
+  type BucketResult,
+  type WindowResult,
+  type TokenResult,
+  type StoreRef,
+  type StoreSpec,
+} from './store/index.js';
 export { PluginRegistry } from './core/registry.js';
 export { createRegistry, builtinPlugins } from './plugins/index.js';
 export { loadConfigFile, loadConfigText, ConfigError, type ConfigIssue } from './config/index.js';

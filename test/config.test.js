@@ -106,7 +106,7 @@ describe('a valid config', () => {
     assert.equal(g.client_header_timeout, 10);
     assert.equal(g.max_header_size, 16384);
     assert.equal(g.shutdown_timeout, 10);
-    assert.deepEqual(g.websocket, { idle_timeout: 300, max_payload: 65536, max_fragments: 1024, ping_interval: 0, extensions: 'passthrough' });
+    assert.deepEqual(g.websocket, { idle_timeout: 300, max_payload: 65536, max_fragments: 1024, ping_interval: 0, extensions: 'passthrough', max_buffered: 1048576, stall_timeout: 30, permessage_deflate: false });
     assert.deepEqual(g.sse, { heartbeat_interval: 0, max_duration: 0 });
     assert.deepEqual(g.log, { level: 'info', destination: join(configs, 'logs', 'portcullis.log'), access_log: true });
     assert.deepEqual(g.trusted_proxies, ['10.0.0.0/8', '192.168.1.1', 'fd00::/8']);
@@ -139,7 +139,7 @@ describe('a valid config', () => {
     assert.equal(chat.enable_websocket, true);
     assert.equal(chat.priority, 0);
     assert.equal(chat.upstream, config.upstreams[0]);
-    assert.deepEqual(chat.websocket, { idle_timeout: 30, max_payload: 65536, max_fragments: 1024, ping_interval: 0, extensions: 'passthrough' });
+    assert.deepEqual(chat.websocket, { idle_timeout: 30, max_payload: 65536, max_fragments: 1024, ping_interval: 0, extensions: 'passthrough', max_buffered: 1048576, stall_timeout: 30, permessage_deflate: false });
     assert.deepEqual(chat.sse, { heartbeat_interval: 0, max_duration: 0 });
 
     assert.equal(events.id, '42');

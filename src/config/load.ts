@@ -179,6 +179,8 @@ class Loader implements IssueContext {
   readonly #env: Env;
   readonly #registry: PluginRegistry;
   #consumerInfos: readonly ConsumerInfo[] = [];
+  /** `gateway.redis`, for plugins' init(). */
+  #redis: GatewaySettings['redis'];
   readonly #issues: ConfigIssue[] = [];
   readonly #nodes = new Map<string, NodeInfo>();
   /** Display paths whose value has an environment problem: other issues there are noise. */
@@ -569,6 +571,9 @@ class Loader implements IssueContext {
       }
     }
 
+    const redis = this.#gatewayRedis(raw.redis, child(pointer, 'redis'));
+    this.#redis = redis;
+
     const log = isObj(raw.log) ? { ...raw.log } : {};
     if (typeof log.destination === 'string' && log.destination !== 'stdout' && log.destination !== 'stderr') {
       log.destination = resolve(this.#dir, log.destination);
@@ -587,7 +592,30 @@ class Loader implements IssueContext {
       sse: { ...(raw.sse as SseSettings) },
       log: log as unknown as GatewaySettings['log'],
       custom_plugins: plugins,
+      ...(redis ? { redis } : {}),
     };
+  }
+
+  /** `gateway.redis`: the URL must be redis:// or rediss:// with a host (its text is never echoed: it may hold a password). */
+  #gatewayRedis(raw: unknown, pointer: string): GatewaySettings['redis'] {
+    if (!isObj(raw) || typeof raw.url !== 'string') return undefined;
+    const p = child(pointer, 'url');
+    let u: URL | undefined;
+    try {
+      u = new URL(raw.url);
+    } catch {
+      u = undefined;
+    }
+    if (!u || (u.protocol !== 'redis:' && u.protocol !== 'rediss:') || u.hostname === '') {
+      this.#add(p, 'a URL such as redis://host:6379/0 or rediss://user:password@host:6380', 'something else (value not shown)');
+      return undefined;
+    }
+    const db = u.pathname.replace(/^\//, '');
+    if (db !== '' && !/^\d{1,5}$/.test(db)) {
+      this.#add(p, 'a database number as the URL path (redis://host:6379/0)', `path "/${db.slice(0, 32)}"`);
+      return undefined;
+    }
+    return { url: raw.url, timeout: raw.timeout as number };
   }
 
   /** Read a file named in the config; records an issue and returns undefined when it cannot. */
@@ -810,7 +838,7 @@ class Loader implements IssueContext {
         upstream = await this.#upstream(r.upstream, up, inlineId);
       }
 
-      const plugins = await this.#plugins(r.plugins, child(p, 'plugins'), true);
+      const plugins = await this.#plugins(r.plugins, child(p, 'plugins'), true, `route:${id}`);
       const route: RouteConfig = {
         id,
         uris,
@@ -860,7 +888,13 @@ class Loader implements IssueContext {
    * (validated against its consumerSchema, not instantiated); other plugins are
    * instantiated and later override the route's plugin of the same name.
    */
-  async #plugins(raw: unknown, pointer: string, init: boolean, onConsumer = false): Promise<{ configs: PluginConfigs; instances: PluginInstance[] }> {
+  async #plugins(
+    raw: unknown,
+    pointer: string,
+    init: boolean,
+    scope: string,
+    onConsumer = false,
+  ): Promise<{ configs: PluginConfigs; instances: PluginInstance[] }> {
     const configs: PluginConfigs = {};
     const instances: PluginInstance[] = [];
     if (!isObj(raw)) return { configs, instances };
@@ -896,7 +930,7 @@ class Loader implements IssueContext {
       let state: unknown = config;
       if (init && entry.def.init) {
         try {
-          state = entry.def.init(config, { configDir: this.#dir, consumers: this.#consumerInfos });
+          state = entry.def.init(config, { configDir: this.#dir, consumers: this.#consumerInfos, scope, redis: this.#redis });
           if (state && typeof (state as PromiseLike<unknown>).then === 'function') state = await state;
         } catch (err) {
           const why = oneLine(err instanceof Error ? err.message : String(err));
@@ -923,7 +957,7 @@ class Loader implements IssueContext {
         this.#duplicate(child(p, 'id'), 'consumer group id', g.id, child('/consumer_groups', first.index));
         continue;
       }
-      const plugins = await this.#plugins(g.plugins, child(p, 'plugins'), true, true);
+      const plugins = await this.#plugins(g.plugins, child(p, 'plugins'), true, `consumer_group:${g.id}`, true);
       // A credential identifies one consumer: on a group it would silently do nothing.
       for (const name of Object.keys(plugins.configs)) {
         if (this.#registry.get(name)?.validateConsumer) {
@@ -966,7 +1000,7 @@ class Loader implements IssueContext {
           );
         }
       }
-      const plugins = await this.#plugins(c.plugins, child(p, 'plugins'), true, true);
+      const plugins = await this.#plugins(c.plugins, child(p, 'plugins'), true, `consumer:${c.username}`, true);
       // The consumer's own plugin config wins over its group's.
       const instances = new Map<string, PluginInstance>();
       for (const inst of group?.instances ?? []) instances.set(inst.name, inst);
@@ -996,7 +1030,7 @@ class Loader implements IssueContext {
         if (first !== undefined) this.#duplicate(child(p, 'id'), 'global rule id', id, child('/global_rules', first));
         else seen.set(id, i);
       }
-      const plugins = await this.#plugins(g.plugins, child(p, 'plugins'), true);
+      const plugins = await this.#plugins(g.plugins, child(p, 'plugins'), true, `global_rule:${id}`);
       out.push({ id, plugins: plugins.configs, instances: plugins.instances });
     }
     return out;

@@ -36,7 +36,7 @@ function websocketProperties(withDefaults: boolean): Record<string, Schema> {
       description: 'Close a connection after this many seconds with no traffic either way (0 = never).',
     },
     max_payload: {
-      type: 'integer', minimum: 1, ...d(16777216),
+      type: 'integer', minimum: 1, maximum: 2147483647, ...d(16777216),
       description: 'Largest message in bytes (frame mode), after reassembly and decompression.',
     },
     max_fragments: {
@@ -50,6 +50,31 @@ function websocketProperties(withDefaults: boolean): Record<string, Schema> {
     extensions: {
       type: 'string', enum: ['passthrough', 'none'], ...d('passthrough'),
       description: 'Tunnel mode: pass Sec-WebSocket-Extensions through unchanged (passthrough), or offer none.',
+    },
+    max_buffered: {
+      type: 'integer', minimum: 1024, maximum: 2147483647, ...d(1048576),
+      description: 'Frame mode: stop reading from one side while the other side has more than this many unsent bytes.',
+    },
+    stall_timeout: {
+      type: 'number', minimum: 0, ...d(30),
+      description: 'Frame mode: close a peer whose unsent bytes stay above max_buffered for this many seconds (0 = never).',
+    },
+    permessage_deflate: {
+      ...d(false),
+      description: 'Frame mode: negotiate permessage-deflate with the client and the upstream (true, or RFC 7692 parameters).',
+      anyOf: [
+        { type: 'boolean' },
+        {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            server_no_context_takeover: { type: 'boolean', description: 'The server of each hop resets its compressor after every message.' },
+            client_no_context_takeover: { type: 'boolean', description: 'The client of each hop resets its compressor after every message.' },
+            server_max_window_bits: { type: 'integer', minimum: 9, maximum: 15, description: 'LZ77 window of the server of each hop.' },
+            client_max_window_bits: { type: 'integer', minimum: 9, maximum: 15, description: 'LZ77 window of the client of each hop.' },
+          },
+        },
+      ],
     },
   };
 }
@@ -166,6 +191,16 @@ const gatewaySchema: Schema = {
       items: { type: 'string', minLength: 1, description: 'Path of a JavaScript module exporting a plugin.' },
       default: [],
       description: 'User plugin modules (relative to the config file), loaded before any plugin config is checked.',
+    },
+    redis: {
+      type: 'object',
+      description: 'The Redis that limit plugins with policy redis use when they set no redis_host: one connection, shared.',
+      additionalProperties: false,
+      required: ['url'],
+      properties: {
+        url: { type: 'string', minLength: 1, description: '`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS.' },
+        timeout: positiveSeconds('Connect and command timeout; a slower Redis counts as unavailable.', 1),
+      },
     },
   },
 };

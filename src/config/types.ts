@@ -3,7 +3,7 @@
  * schema validation (defaults applied) and cross-reference checks. Times are in
  * seconds as written in the file (APISIX's convention); sizes in bytes.
  */
-import type { PluginDefinition } from '../core/plugin.js';
+import type { GatewayRedisSettings, PluginDefinition } from '../core/plugin.js';
 
 export interface TlsFiles {
   cert: string;
@@ -19,6 +19,17 @@ export interface ListenConfig {
   tls?: TlsFiles;
 }
 
+/**
+ * permessage-deflate parameters (RFC 7692), applied on each hop: toward the client
+ * the gateway is the server, toward the upstream it is the client.
+ */
+export interface PerMessageDeflateSettings {
+  server_no_context_takeover?: boolean;
+  client_no_context_takeover?: boolean;
+  server_max_window_bits?: number;
+  client_max_window_bits?: number;
+}
+
 export interface WebSocketSettings {
   /** Close a connection after this many seconds with no traffic either way (0 = never). */
   idle_timeout: number;
@@ -30,6 +41,12 @@ export interface WebSocketSettings {
   ping_interval: number;
   /** Tunnel mode: pass Sec-WebSocket-Extensions through unchanged, or offer none. */
   extensions: 'passthrough' | 'none';
+  /** Frame mode: stop reading from one side while the other has more unsent bytes than this. */
+  max_buffered: number;
+  /** Frame mode: close a peer that keeps its unsent bytes above max_buffered this many seconds (0 = never). */
+  stall_timeout: number;
+  /** Frame mode: negotiate permessage-deflate on both hops (false: never). */
+  permessage_deflate: boolean | PerMessageDeflateSettings;
 }
 
 export interface SseSettings {
@@ -66,6 +83,8 @@ export interface GatewaySettings {
   log: LogSettings;
   /** JavaScript module paths, each exporting a plugin (default export or `plugin`). */
   custom_plugins: string[];
+  /** The Redis limit plugins use when they do not name their own (absent: none). */
+  redis?: GatewayRedisSettings;
 }
 
 export interface UpstreamNode {

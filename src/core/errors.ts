@@ -37,7 +37,10 @@ export const ERRORS = {
   WS_PROTOCOL_ERROR: { status: 400, close: 1002, message: 'WebSocket protocol error' },
   WS_INVALID_PAYLOAD: { status: 400, close: 1007, message: 'Invalid message payload' },
   WS_MESSAGE_TOO_BIG: { status: 413, close: 1009, message: 'Message too big' },
+  WS_STALLED: { status: 408, close: 1008, message: 'Peer stopped reading' },
   MESSAGE_REJECTED: { status: 403, close: 1008, message: 'Message rejected by policy' },
+  MESSAGE_INVALID: { status: 400, close: 1007, message: 'Invalid message' },
+  MESSAGE_TYPE_REFUSED: { status: 415, close: 1003, message: 'Message type not accepted' },
   UPSTREAM_CLOSED: { status: 502, close: 1014, message: 'Upstream connection lost' },
 
   // SSE
@@ -59,6 +62,10 @@ export const ERRORS = {
   ORIGIN_DENIED: { status: 403, close: 1008, message: 'Origin not allowed' },
   FORWARD_AUTH_DENIED: { status: 403, close: 1008, message: 'Denied by the authorization service' },
   REVOKED: { status: 403, close: 1008, message: 'Access revoked' },
+
+  // Limits (limit-conn, limit-req, limit-count, limit-messages)
+  LIMIT_EXCEEDED: { status: 503, close: 1008, message: 'Too many requests or connections; retry later' },
+  LIMIT_STORE_UNAVAILABLE: { status: 503, close: 1013, message: 'Service temporarily unavailable; retry later' },
 
   // Plugins and the gateway itself
   ACCESS_DENIED: { status: 403, close: 1008, message: 'Access denied' },

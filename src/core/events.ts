@@ -28,7 +28,26 @@ export interface OpenedEvent {
   mode?: 'tunnel' | 'frame';
 }
 
+/**
+ * A WebSocket message was refused: dropped or closed by a plugin, or over a limit
+ * the frame-mode parser enforces. Never carries the message or any part of it.
+ * Plugins publish their own rejections (they know the reason); frame mode publishes
+ * the ones the parser detects (size limits, protocol errors).
+ */
+export interface MessageRejectedEvent {
+  /** The gateway instance when the gateway publishes; plugins have none to give. */
+  source?: object | undefined;
+  routeId: string;
+  /** Who sent the refused message. */
+  direction: 'client' | 'upstream';
+  /** A short, stable label to count by: a catalogue code or the plugin's own reason. */
+  reason: string;
+  /** The plugin that refused it, or undefined for the route's own limits and protocol errors. */
+  plugin: string | undefined;
+}
+
 export const channels = {
   opened: channel('portcullis:connection:opened'),
   finished: channel('portcullis:finished'),
+  messageRejected: channel('portcullis:message:rejected'),
 } as const;

@@ -6,7 +6,7 @@
  * Runners are synchronous until a plugin returns a promise: the common path
  * allocates no promise and no closure.
  */
-import type { GlobalRule, PluginInstance, RouteConfig } from '../config/types.js';
+import type { GlobalRule, PluginInstance, RouteConfig, WebSocketSettings } from '../config/types.js';
 import type { Logger } from './log.js';
 import type {
   AccessResult,
@@ -20,6 +20,18 @@ import type {
 
 type Phase = 'rewrite' | 'access';
 
+/** The largest message of one direction in frame mode, and who set it (undefined: the route). */
+export interface FrameLimit {
+  readonly maxPayload: number;
+  readonly plugin: string | undefined;
+}
+
+/** Effective frame-mode limits of a route: the smallest of the route's and every plugin's. */
+export interface EffectiveFrameLimits {
+  readonly client: FrameLimit;
+  readonly upstream: FrameLimit;
+}
+
 export class Pipeline {
   /** All plugins of the route, highest priority first. */
   readonly plugins: readonly PluginInstance[];
@@ -31,6 +43,9 @@ export class Pipeline {
   readonly #clientMessage: readonly PluginInstance[];
   readonly #upstreamMessage: readonly PluginInstance[];
   readonly #logSteps: readonly PluginInstance[];
+  /** The plugins' own limits (frameLimits), before the route's are applied. */
+  readonly #pluginLimits: PluginLimits;
+  readonly #frameLimits = new WeakMap<WebSocketSettings, EffectiveFrameLimits>();
 
   constructor(instances: readonly PluginInstance[], consumerPlugins: ReadonlyMap<string, readonly PluginInstance[]> = new Map()) {
     this.#consumerPlugins = consumerPlugins;
@@ -42,6 +57,7 @@ export class Pipeline {
     this.#clientMessage = sorted.filter((i) => i.def.message);
     this.#upstreamMessage = [...this.#clientMessage].reverse();
     this.#logSteps = sorted.filter((i) => i.def.log);
+    this.#pluginLimits = collectFrameLimits(sorted);
   }
 
   static forRoute(
@@ -55,9 +71,31 @@ export class Pipeline {
     return new Pipeline([...byName.values()], consumerPlugins);
   }
 
-  /** True when some plugin inspects messages: the connection needs frame mode. */
+  /**
+   * True when the connection needs frame mode: some plugin inspects messages or
+   * asks the parser for limits (frameLimits).
+   */
   get inspectsMessages(): boolean {
-    return this.#clientMessage.length > 0;
+    return this.#clientMessage.length > 0 || this.#pluginLimits.declared;
+  }
+
+  /**
+   * The largest message of each direction for a route with these settings: the
+   * smaller of `settings.max_payload` and every plugin's `frameLimits`. Computed
+   * once per settings object.
+   */
+  frameLimits(settings: WebSocketSettings): EffectiveFrameLimits {
+    let limits = this.#frameLimits.get(settings);
+    if (!limits) {
+      const route: FrameLimit = { maxPayload: settings.max_payload, plugin: undefined };
+      const { client, upstream } = this.#pluginLimits;
+      limits = {
+        client: client && client.maxPayload < route.maxPayload ? client : route,
+        upstream: upstream && upstream.maxPayload < route.maxPayload ? upstream : route,
+      };
+      this.#frameLimits.set(settings, limits);
+    }
+    return limits;
   }
 
   /** The resolved order, for the start-up log and the admin API. */
@@ -171,6 +209,37 @@ function runMessageFrom(
     }
   }
   return outcome;
+}
+
+interface PluginLimits {
+  /** Some plugin declares frameLimits (the route needs frame mode). */
+  declared: boolean;
+  client: FrameLimit | undefined;
+  upstream: FrameLimit | undefined;
+}
+
+/** The smallest limit of each direction over the plugins that declare frameLimits. Throws TypeError on a bad value. */
+function collectFrameLimits(plugins: readonly PluginInstance[]): PluginLimits {
+  let declared = false;
+  let client: FrameLimit | undefined;
+  let upstream: FrameLimit | undefined;
+  for (const inst of plugins) {
+    if (!inst.def.frameLimits) continue;
+    declared = true;
+    const l = inst.def.frameLimits(inst.state);
+    for (const [key, value] of [['clientMaxPayload', l.clientMaxPayload], ['upstreamMaxPayload', l.upstreamMaxPayload]] as const) {
+      if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) {
+        throw new TypeError(`plugin "${inst.name}": frameLimits().${key} must be a positive integer`);
+      }
+    }
+    if (l.clientMaxPayload !== undefined && (!client || l.clientMaxPayload < client.maxPayload)) {
+      client = { maxPayload: l.clientMaxPayload, plugin: inst.name };
+    }
+    if (l.upstreamMaxPayload !== undefined && (!upstream || l.upstreamMaxPayload < upstream.maxPayload)) {
+      upstream = { maxPayload: l.upstreamMaxPayload, plugin: inst.name };
+    }
+  }
+  return { declared, client, upstream };
 }
 
 const STOP = Symbol('stop');

@@ -9,6 +9,9 @@
  *   access   on the request / handshake (authorization, limits); may reject
  *   message  on each complete WebSocket message, both directions (frame mode only)
  *   log      once per connection or request, on every way it can end
+ *
+ * Besides phases, `frameLimits` gives the WebSocket parser limits to enforce while
+ * a message arrives (frame mode).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ErrorCode } from './errors.js';
@@ -153,6 +156,34 @@ export interface PluginContext {
   readonly configDir: string;
   /** Every configured consumer (same array for every route of one config: cache on it). */
   readonly consumers: readonly ConsumerInfo[];
+  /**
+   * Where this instance is configured: `route:<id>`, `global_rule:<id>`,
+   * `consumer:<username>` or `consumer_group:<id>`. The same in every gateway
+   * instance loading the same config, so shared state (a Redis key) can be named by it.
+   */
+  readonly scope: string;
+  /** `gateway.redis`, when configured: the Redis every limit plugin uses unless it names its own. */
+  readonly redis: GatewayRedisSettings | undefined;
+}
+
+/** `gateway.redis` as plugins see it. */
+export interface GatewayRedisSettings {
+  /** `redis://[user:password@]host:port[/db]` or `rediss://...`. */
+  readonly url: string;
+  /** Connect and command timeout, seconds. */
+  readonly timeout: number;
+}
+
+/**
+ * Limits a plugin needs the frame-mode WebSocket parser to enforce while a message
+ * is being received (bytes, measured after reassembly of fragments and after
+ * decompression). See `PluginDefinition.frameLimits`.
+ */
+export interface FrameLimits {
+  /** Largest message accepted from the client. */
+  clientMaxPayload?: number;
+  /** Largest message accepted from the upstream. */
+  upstreamMaxPayload?: number;
 }
 
 export interface PluginDefinition<C = any, S = C> {
@@ -171,14 +202,30 @@ export interface PluginDefinition<C = any, S = C> {
   /**
    * Turn a validated config into the state the phases receive (compile regexes,
    * load keys). Runs once per route at load; throw an Error to refuse the config.
+   * May return a promise (to import a module, say): the loader awaits it.
    */
-  init?(config: C, ctx: PluginContext): S;
+  init?(config: C, ctx: PluginContext): S | Promise<S>;
   rewrite?(ctx: RequestContext, state: S): MaybePromise<AccessResult>;
   access?(ctx: RequestContext, state: S): MaybePromise<AccessResult>;
+  /**
+   * Limits the WebSocket parser must enforce while receiving, before a message is
+   * complete (a limit checked in `message` would come after buffering the whole
+   * message). Called once when the route's pipeline is built. The effective limit of
+   * each direction is the smallest of the route's `websocket.max_payload` and every
+   * plugin's; a message over it closes the sender with 1009 and the other side with
+   * 1001, and nothing of it is forwarded. Declaring it puts the route in frame mode.
+   */
+  frameLimits?(state: S): FrameLimits;
   /** Return synchronously when you can: the pipeline only awaits when given a promise. */
   message?(msg: Message, ctx: RequestContext, state: S): MaybePromise<MessageVerdict>;
   /** Runs exactly once per request or connection; errors are logged, never propagated. */
   log?(ctx: RequestContext, summary: ConnectionSummary, state: S): void;
+  /**
+   * Let go of what init() opened (a Redis connection, timers). Runs once per
+   * instance when the gateway that uses it closes, after every connection ended
+   * (so every log phase has run). Errors are logged, never propagated.
+   */
+  dispose?(state: S): void | Promise<void>;
 }
 
 /** Identity helper that gives plugin authors type checking. */

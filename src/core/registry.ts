@@ -105,6 +105,9 @@ function checkShape(def: PluginDefinition): void {
       throw new TypeError(`plugin "${def.name}": ${phase} must be a function`);
     }
   }
+  if (def.frameLimits !== undefined && typeof def.frameLimits !== 'function') {
+    throw new TypeError(`plugin "${def.name}": frameLimits must be a function`);
+  }
   if (!def.rewrite && !def.access && !def.message && !def.log) {
     throw new TypeError(`plugin "${def.name}" declares no phase (rewrite, access, message or log)`);
   }

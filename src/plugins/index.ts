@@ -11,8 +11,11 @@ import forwardAuth from './forward-auth/index.js';
 import ipRestriction from './ip-restriction/index.js';
 import jwtAuth from './jwt-auth/index.js';
 import keyAuth from './key-auth/index.js';
+import limitConn from './limit-conn/index.js';
 import openidConnect from './openid-connect/index.js';
 import originRestriction from './origin-restriction/index.js';
+import websocketSizeLimit from './websocket-size-limit/index.js';
+import websocketValidator from './websocket-validator/index.js';
 
 export const builtinPlugins: readonly PluginDefinition[] = [
   // builtin plugins (one line each, keep sorted)
@@ -23,8 +26,11 @@ export const builtinPlugins: readonly PluginDefinition[] = [
   ipRestriction,
   jwtAuth,
   keyAuth,
+  limitConn,
   openidConnect,
   originRestriction,
+  websocketSizeLimit,
+  websocketValidator,
 ];
 
 /** A registry holding every built-in plugin. */

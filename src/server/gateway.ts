@@ -60,8 +60,36 @@ export class Runtime {
     return this.upstreams.get(route.upstream.id)!;
   }
 
-  close(): void {
+  /**
+   * Release what the runtime holds: upstream pools, and whatever plugins opened in
+   * init() (each instance's `dispose`, once; shared Redis connections close when
+   * their last user lets go). Call it after every connection has ended.
+   */
+  async close(log?: Logger): Promise<void> {
     for (const up of this.upstreams.values()) up.close();
+    const c = this.config;
+    const seen = new Set<PluginInstance>();
+    const all = [
+      ...c.routes.flatMap((r) => r.instances),
+      ...c.global_rules.flatMap((g) => g.instances),
+      ...c.consumers.flatMap((u) => u.instances),
+      ...c.consumer_groups.flatMap((g) => g.instances),
+    ];
+    const waits: Promise<void>[] = [];
+    for (const inst of all) {
+      if (seen.has(inst) || !inst.def.dispose) continue;
+      seen.add(inst);
+      const fail = (err: unknown): void => {
+        log?.error({ plugin: inst.name, phase: 'dispose', err: err instanceof Error ? err.message : String(err) }, 'plugin failed to dispose');
+      };
+      try {
+        const r = inst.def.dispose(inst.state);
+        if (r) waits.push(r.catch(fail));
+      } catch (err) {
+        fail(err);
+      }
+    }
+    await Promise.all(waits);
   }
 }
 
@@ -405,7 +433,12 @@ export class Gateway {
     for (const conn of [...this.#live]) conn.destroy();
     for (const l of this.#listeners) l.server.closeAllConnections();
     await Promise.all(closed);
-    this.#runtime.close();
+    // Let the connections just cut finish (their log phases give back limit slots)
+    // before plugins dispose of their stores.
+    const until = Date.now() + 1000;
+    while (this.#live.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setImmediate(r));
+    await this.#runtime.close(this.log);
     this.#accessLog.close();
     this.log.info('portcullis stopped');
     await new Promise<void>((resolve) => this.log.flush(() => resolve()));

@@ -14,10 +14,15 @@ export function peerCloseCode(from: Direction, code: number): number {
   return code;
 }
 
-/** Catalogue error for an error event from `ws` (its codes name the violation). */
+/**
+ * Catalogue error for an error from `ws`'s parser (its codes name the violation;
+ * zlib's `Z_*` codes mean compressed data that does not inflate).
+ */
 export function errorForWsError(err: Error): ErrorCode {
-  switch ((err as NodeJS.ErrnoException).code) {
+  const code = (err as NodeJS.ErrnoException).code;
+  switch (code) {
     case 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH':
+    case 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH':
     case 'WS_ERR_TOO_MANY_BUFFERED_PARTS':
       return 'WS_MESSAGE_TOO_BIG';
     case 'WS_ERR_INVALID_UTF8':
@@ -25,6 +30,8 @@ export function errorForWsError(err: Error): ErrorCode {
     case undefined:
       return 'UPSTREAM_CLOSED';
     default:
-      return (err as NodeJS.ErrnoException).code!.startsWith('WS_ERR_') ? 'WS_PROTOCOL_ERROR' : 'UPSTREAM_CLOSED';
+      if (code.startsWith('WS_ERR_')) return 'WS_PROTOCOL_ERROR';
+      if (code.startsWith('Z_')) return 'WS_INVALID_PAYLOAD';
+      return 'UPSTREAM_CLOSED';
   }
 }

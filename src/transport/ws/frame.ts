@@ -2,24 +2,32 @@
  * Frame mode: the gateway terminates WebSocket on both sides (with `ws`) and
  * passes every complete message through the route's message plugins: client
  * messages in priority order, upstream messages in reverse. Used only when some
- * plugin on the route has a `message` phase.
+ * plugin on the route has a `message` phase or sets frame limits.
  *
  * Messages stay in order: while a plugin verdict is pending, later messages of
  * that direction wait in a queue and the source is paused (a pending verdict
  * counts as a full buffer).
+ *
+ * Flow control, both directions: when the destination holds more than
+ * `websocket.max_buffered` unsent bytes the source is paused (TCP backpressure
+ * then reaches the fast peer) and resumed once the destination has drained. A
+ * destination that keeps the buffer above the mark for `websocket.stall_timeout`
+ * seconds has stopped reading: it is closed with 1008 WS_STALLED, the other side
+ * with 1001.
  */
 import type { WebSocket } from 'ws';
 import type { ErrorCode } from '../../core/errors.js';
 import { ERRORS } from '../../core/errors.js';
+import { channels, type MessageRejectedEvent } from '../../core/events.js';
 import { WsMessage } from '../../core/pipeline.js';
 import type { Direction, MessageVerdict } from '../../core/plugin.js';
 import type { Exchange, LiveConnection } from '../../server/exchange.js';
 import type { LiveRegistry } from '../http/sse.js';
 import { errorForWsError, peerCloseCode } from './close-codes.js';
 
-/** Pause a source while its destination holds more than this many unsent bytes. */
-const HIGH_WATER = 1024 * 1024;
 const CLOSE_GRACE_MS = 3000;
+const SEND_TEXT = { binary: false } as const;
+const SEND_BINARY = { binary: true } as const;
 
 interface Side {
   readonly dir: Direction;
@@ -27,9 +35,20 @@ interface Side {
   readonly src: WebSocket;
   readonly dst: WebSocket;
   readonly queue: [Buffer, boolean][];
+  /** A plugin verdict is pending. */
   busy: boolean;
+  /** dst holds more than max_buffered unsent bytes. */
+  blocked: boolean;
+  /** When it became blocked (ms). */
+  blockedAt: number;
+  /** Sends still waiting for their write callback since it became blocked. */
+  pendingWrites: number;
+  /** src is paused (busy or blocked). */
   paused: boolean;
+  stallTimer: NodeJS.Timeout | undefined;
   count: number;
+  /** The write callback of sends made while blocked: one function per side, not per message. */
+  drained: () => void;
 }
 
 export class FrameBridge implements LiveConnection {
@@ -48,11 +67,24 @@ export class FrameBridge implements LiveConnection {
   #firstCloser: 'client' | 'upstream' | undefined;
   #firstCode: number | undefined;
 
+  readonly #maxBuffered: number;
+  readonly #stallMs: number;
+
   constructor(x: Exchange, client: WebSocket, upstream: WebSocket, live: LiveRegistry) {
     this.exchange = x;
     this.#live = live;
-    this.#fromClient = { dir: 'client', src: client, dst: upstream, queue: [], busy: false, paused: false, count: 0 };
-    this.#fromUpstream = { dir: 'upstream', src: upstream, dst: client, queue: [], busy: false, paused: false, count: 0 };
+    this.#maxBuffered = x.route.websocket.max_buffered;
+    this.#stallMs = x.route.websocket.stall_timeout * 1000;
+    this.#fromClient = this.#side('client', client, upstream);
+    this.#fromUpstream = this.#side('upstream', upstream, client);
+  }
+
+  #side(dir: Direction, src: WebSocket, dst: WebSocket): Side {
+    const side: Side = {
+      dir, src, dst, queue: [], busy: false, blocked: false, blockedAt: 0, pendingWrites: 0, paused: false, stallTimer: undefined, count: 0,
+      drained: () => this.#drained(side),
+    };
+    return side;
   }
 
   start(): void {
@@ -152,7 +184,7 @@ export class FrameBridge implements LiveConnection {
         // Toward the sender: the verdict's code. Toward the other side: going away.
         this.#gatewayError = error;
         this.#gatewayCode = v.code;
-        this.#closing = true;
+        this.#beginClose();
         this.#closeSocket(side.src, v.code, v.reason ?? error);
         this.#closeSocket(side.dst, 1001, '');
         this.#armGrace();
@@ -167,12 +199,62 @@ export class FrameBridge implements LiveConnection {
     const s = this.exchange.summary;
     if (side.dir === 'client') s.bytesIn += data.length;
     else s.bytesOut += data.length;
-    if (dst.bufferedAmount > HIGH_WATER) {
-      this.#pause(side);
-      dst.send(data, { binary }, () => this.#resume(side));
-    } else {
-      dst.send(data, { binary });
+    const opts = binary ? SEND_BINARY : SEND_TEXT;
+    if (dst.bufferedAmount + data.length <= this.#maxBuffered) {
+      dst.send(data, opts);
+      return;
     }
+    // Over the high-water mark: stop reading from the source until dst drains.
+    if (!side.blocked) this.#block(side);
+    side.pendingWrites++;
+    dst.send(data, opts, side.drained);
+  }
+
+  #block(side: Side): void {
+    side.blocked = true;
+    side.blockedAt = Date.now();
+    this.#pause(side);
+    if (this.#stallMs > 0 && !side.stallTimer) side.stallTimer = setTimeout(checkStall, this.#stallMs, this, side);
+  }
+
+  /** A send made while blocked was written (or failed because the socket closed). */
+  #drained(side: Side): void {
+    side.pendingWrites--;
+    if (!side.blocked) return;
+    // The last pending write always unblocks, so a side can never stay blocked with nothing to wait for.
+    if (side.pendingWrites > 0 && side.dst.bufferedAmount > this.#maxBuffered) return;
+    side.blocked = false;
+    this.#resume(side);
+  }
+
+  /** Stall check: the destination kept the buffer above the mark for stall_timeout? */
+  checkStall(side: Side): void {
+    side.stallTimer = undefined;
+    if (this.#closing || !side.blocked) return;
+    const waited = Date.now() - side.blockedAt;
+    if (waited < this.#stallMs) {
+      side.stallTimer = setTimeout(checkStall, this.#stallMs - waited, this, side);
+      return;
+    }
+    // side.dst stopped reading. Its close frame waits behind what it has not read: it
+    // gets it if it resumes within the grace period, else it is cut.
+    const stalled = side.dst;
+    this.exchange.log.warn(
+      {
+        request_id: this.exchange.ctx.id,
+        peer: side.dir === 'client' ? 'upstream' : 'client',
+        buffered: stalled.bufferedAmount,
+        stall_timeout: this.#stallMs / 1000,
+        error: 'WS_STALLED',
+      },
+      'websocket peer stopped reading',
+    );
+    this.#gatewayError = 'WS_STALLED';
+    this.#gatewayCode = ERRORS.WS_STALLED.close;
+    this.#beginClose();
+    this.#closeSocket(stalled, ERRORS.WS_STALLED.close, 'WS_STALLED');
+    this.#closeSocket(side.src, 1001, '');
+    this.#armGrace();
   }
 
   #pause(side: Side): void {
@@ -183,9 +265,29 @@ export class FrameBridge implements LiveConnection {
   }
 
   #resume(side: Side): void {
-    if (side.paused && !side.busy) {
+    if (side.paused && !side.busy && !side.blocked) {
       side.paused = false;
       side.src.resume();
+    }
+  }
+
+  /**
+   * From now on nothing is forwarded. Paused sources are resumed (what they send is
+   * discarded) so that their close frames, and the end of their connections, are
+   * read rather than left behind the pause.
+   */
+  #beginClose(): void {
+    this.#closing = true;
+    for (const side of [this.#fromClient, this.#fromUpstream]) {
+      side.queue.length = 0;
+      if (side.stallTimer) {
+        clearTimeout(side.stallTimer);
+        side.stallTimer = undefined;
+      }
+      if (side.paused) {
+        side.paused = false;
+        side.src.resume();
+      }
     }
   }
 
@@ -195,7 +297,7 @@ export class FrameBridge implements LiveConnection {
       this.#firstCode = code;
     }
     if (!this.#closing) {
-      this.#closing = true;
+      this.#beginClose();
       // Pass the close on: same code and reason, or the code a proxy must use when a side vanished.
       const forward = peerCloseCode(side.dir, code);
       this.#closeSocket(side.dst, forward, forward === code ? reason.toString() : '');
@@ -205,21 +307,37 @@ export class FrameBridge implements LiveConnection {
   }
 
   #onError(side: Side, err: Error): void {
-    // ws closes the failing side itself with the right code (1002, 1007, 1009); tell the other side we are going away.
+    // The failing side is already closed with the catalogue's code (harden.ts); tell the other side we are going away.
     const error = errorForWsError(err);
     if (!this.#closing) {
-      this.#closing = true;
       this.#gatewayError = error;
       this.#gatewayCode = ERRORS[error].close;
       this.exchange.log.info({ request_id: this.exchange.ctx.id, direction: side.dir, error, detail: err.message }, 'websocket error');
+      this.#beginClose();
       this.#closeSocket(side.dst, 1001, '');
       this.#armGrace();
+      if (channels.messageRejected.hasSubscribers) this.#publishRejected(side.dir, error, err);
     }
+  }
+
+  /** A message refused by the parser: over a size limit (the plugin that set it, if any) or a protocol error. */
+  #publishRejected(dir: Direction, reason: ErrorCode, err: Error): void {
+    const code = (err as NodeJS.ErrnoException).code;
+    const sizeLimit = code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH';
+    const x = this.exchange;
+    const ev: MessageRejectedEvent = {
+      source: x.source,
+      routeId: x.route.id,
+      direction: dir,
+      reason,
+      plugin: sizeLimit ? x.pipeline.frameLimits(x.route.websocket)[dir].plugin : undefined,
+    };
+    channels.messageRejected.publish(ev);
   }
 
   close(code: number, reason: string, error: ErrorCode | undefined): void {
     if (this.#closing) return;
-    this.#closing = true;
+    this.#beginClose();
     this.#gatewayError = error;
     this.#gatewayCode = code;
     this.#closeSocket(this.#fromUpstream.dst, code, reason);
@@ -254,6 +372,8 @@ export class FrameBridge implements LiveConnection {
 
   #finish(): void {
     if (this.#pinger) clearInterval(this.#pinger);
+    if (this.#fromClient.stallTimer) clearTimeout(this.#fromClient.stallTimer);
+    if (this.#fromUpstream.stallTimer) clearTimeout(this.#fromUpstream.stallTimer);
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     if (this.#graceTimer) clearTimeout(this.#graceTimer);
     this.#live.delete(this);
@@ -274,4 +394,8 @@ export class FrameBridge implements LiveConnection {
 
 function checkIdle(bridge: FrameBridge): void {
   bridge.checkIdle();
+}
+
+function checkStall(bridge: FrameBridge, side: Side): void {
+  bridge.checkStall(side);
 }

@@ -14,9 +14,10 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket, WebSocketServer, type ClientOptions, type PerMessageDeflateOptions } from 'ws';
 import type { WebSocketSettings } from '../../config/types.js';
 import { GatewayError } from '../../core/errors.js';
+import type { EffectiveFrameLimits } from '../../core/pipeline.js';
 import type { Exchange } from '../../server/exchange.js';
 import { rejectSocket } from '../../server/respond.js';
 import { connectNode } from '../../upstream/connect.js';
@@ -24,6 +25,7 @@ import { nodeLabel } from '../../upstream/balancer.js';
 import { buildUpstreamHeaders, cleanResponseHeaders } from '../http/headers.js';
 import type { LiveRegistry } from '../http/sse.js';
 import { FrameBridge } from './frame.js';
+import { hardenReceiver } from './harden.js';
 import { checkUpstreamHandshake, offeredProtocols } from './handshake.js';
 import { Tunnel } from './tunnel.js';
 import { BodyEnd, buildRequestHead, HeadParseError, readResponseHead, type UpstreamResponseHead } from './upstream-handshake.js';
@@ -256,27 +258,81 @@ function relayRawRefusal(job: WsJob, upSocket: Socket, res: UpstreamResponseHead
 
 function ignoreError(): void {}
 
-/** One terminating WebSocketServer per distinct settings (max payload etc.). */
-const servers = new WeakMap<WebSocketSettings, WebSocketServer>();
+/**
+ * The `ws` options of frame mode for one route (and pipeline): the parser limits of
+ * each side and permessage-deflate. Every limit is set explicitly on both sides.
+ */
+interface FrameOptions {
+  /** The terminating server toward the client, shared by every route with the same options. */
+  readonly server: WebSocketServer;
+  /** Options of the client toward the upstream (headers and connection added per connection). */
+  readonly upstream: ClientOptions;
+}
 
-function serverFor(settings: WebSocketSettings): WebSocketServer {
-  let wss = servers.get(settings);
-  if (!wss) {
-    wss = new WebSocketServer({
+/** Keyed by the pipeline's limits object, which exists once per (pipeline, route settings). */
+const frameOptionsCache = new WeakMap<EffectiveFrameLimits, FrameOptions>();
+/** One terminating WebSocketServer per distinct effective options, not per route object. */
+const servers = new Map<string, WebSocketServer>();
+
+/**
+ * Chunks the parser may hold while a frame is incomplete: enough for the largest
+ * message arriving in 1 KiB reads, never fewer than 4 per allowed fragment. Bounds
+ * the memory that floods of tiny TCP segments can pin (ws's maxBufferedChunks).
+ */
+function chunkLimit(maxPayload: number, maxFragments: number): number {
+  return Math.max(maxFragments * 4, Math.ceil(maxPayload / 1024));
+}
+
+/** ws's permessage-deflate options for the route setting (false: never negotiated). */
+function deflateOptions(setting: WebSocketSettings['permessage_deflate']): false | PerMessageDeflateOptions {
+  if (setting === false) return false;
+  const o: PerMessageDeflateOptions = {};
+  if (setting === true) return o;
+  if (setting.server_no_context_takeover !== undefined) o.serverNoContextTakeover = setting.server_no_context_takeover;
+  if (setting.client_no_context_takeover !== undefined) o.clientNoContextTakeover = setting.client_no_context_takeover;
+  if (setting.server_max_window_bits !== undefined) o.serverMaxWindowBits = setting.server_max_window_bits;
+  if (setting.client_max_window_bits !== undefined) o.clientMaxWindowBits = setting.client_max_window_bits;
+  return o;
+}
+
+function frameOptions(settings: WebSocketSettings, limits: EffectiveFrameLimits): FrameOptions {
+  let opts = frameOptionsCache.get(limits);
+  if (opts) return opts;
+  const deflate = deflateOptions(settings.permessage_deflate);
+  const clientMax = limits.client.maxPayload;
+  const key = `${clientMax}:${settings.max_fragments}:${JSON.stringify(deflate)}`;
+  let server = servers.get(key);
+  if (!server) {
+    server = new WebSocketServer({
       noServer: true,
       clientTracking: false,
-      perMessageDeflate: false,
-      maxPayload: settings.max_payload,
+      perMessageDeflate: deflate,
+      maxPayload: clientMax,
       maxFragments: settings.max_fragments,
-      maxBufferedChunks: settings.max_fragments * 4,
+      maxBufferedChunks: chunkLimit(clientMax, settings.max_fragments),
       skipUTF8Validation: false,
       autoPong: true,
       allowSynchronousEvents: true,
       handleProtocols: (_protocols: Set<string>, request: IncomingMessage) => (request as ReqWithProto)[kProtocol] ?? false,
-    });
-    servers.set(settings, wss);
+    } as ConstructorParameters<typeof WebSocketServer>[0]);
+    servers.set(key, server);
   }
-  return wss;
+  const upstreamMax = limits.upstream.maxPayload;
+  opts = {
+    server,
+    upstream: {
+      perMessageDeflate: deflate,
+      maxPayload: upstreamMax,
+      maxFragments: settings.max_fragments,
+      maxBufferedChunks: chunkLimit(upstreamMax, settings.max_fragments),
+      skipUTF8Validation: false,
+      followRedirects: false,
+      autoPong: true,
+      allowSynchronousEvents: true,
+    },
+  };
+  frameOptionsCache.set(limits, opts);
+  return opts;
 }
 
 const kProtocol = Symbol('protocol');
@@ -285,7 +341,7 @@ type ReqWithProto = IncomingMessage & { [kProtocol]?: string | false };
 function frameMode(job: WsJob): void {
   const { x, req, socket } = job;
   const up = x.upstream;
-  const settings = x.route.websocket;
+  const options = frameOptions(x.route.websocket, x.pipeline.frameLimits(x.route.websocket));
   const offered = upstreamProtocols(job);
   let upstreamWs: WebSocket | undefined;
   let done = false;
@@ -322,17 +378,11 @@ function frameMode(job: WsJob): void {
       let ws: WebSocket;
       try {
         ws = new WebSocket(url, offered, {
+          ...options.upstream,
           headers: headers as Record<string, string>,
           createConnection: () => upSocket,
-          perMessageDeflate: false,
-          maxPayload: settings.max_payload,
-          maxFragments: settings.max_fragments,
-          maxBufferedChunks: settings.max_fragments * 4,
           handshakeTimeout: up.config.timeout.read * 1000,
-          followRedirects: false,
-          autoPong: true,
-          allowSynchronousEvents: true,
-        } as ConstructorParameters<typeof WebSocket>[2]);
+        } as ClientOptions);
       } catch (e) {
         upSocket.destroy();
         return finishWith(new GatewayError('BAD_REQUEST', { detail: `cannot offer subprotocols: ${(e as Error).message}` }));
@@ -363,7 +413,9 @@ function frameMode(job: WsJob): void {
         socket.off('close', onClientGone);
         (req as ReqWithProto)[kProtocol] = ws.protocol === '' ? false : ws.protocol;
         job.release();
-        serverFor(settings).handleUpgrade(req, socket, Buffer.alloc(0), (client) => {
+        hardenReceiver(ws);
+        options.server.handleUpgrade(req, socket, Buffer.alloc(0), (client) => {
+          hardenReceiver(client);
           x.summary.status = 101;
           new FrameBridge(x, client, ws, job.live).start();
         });
