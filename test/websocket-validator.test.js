@@ -365,6 +365,10 @@ describe('on_invalid: drop', () => {
     ws.close();
     await closed(ws);
     assert.deepEqual(upstream.received, ['{"n":2}']);
+    // Every rejection is logged, drops included, with its cause and never the body.
+    const dropped = await eventually(() => gw.log.lines.find((l) => l.msg === 'message dropped' && /websocket-validator/.test(l.detail)));
+    assert.equal(dropped.direction, 'client');
+    assert.ok(!JSON.stringify(dropped).includes('SECRET-drop'));
   });
 
   test('an invalid upstream message is dropped and error_message goes to the upstream', async () => {

@@ -129,7 +129,7 @@ export type MessageVerdict =
   | undefined
   | { action: 'pass' }
   | { action: 'replace'; data: Buffer | string; binary?: boolean }
-  | { action: 'drop'; reply?: string }
+  | { action: 'drop'; reply?: string; error?: ErrorCode; detail?: string }
   | { action: 'close'; code: number; reason?: string; error?: ErrorCode; detail?: string };
 
 export interface ConnectionSummary {

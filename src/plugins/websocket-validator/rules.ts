@@ -232,6 +232,10 @@ function reject(rules: Rules, f: Failure, ctx: RequestContext): MessageVerdict {
   const ch = channels.messageRejected;
   if (ch.hasSubscribers) ch.publish({ source: undefined, routeId: ctx.routeId, direction: rules.dir, reason: f.reason, plugin: PLUGIN });
   // A validator that fails is a bug, not bad data: always close (1011), even when dropping.
-  if (rules.drop && f.reason !== 'validator_error') return rules.drop;
+  if (rules.drop && f.reason !== 'validator_error') {
+    // Drops are rare: a verdict of its own carries the cause to the log (never the body).
+    const close = f.close as { error?: ErrorCode; detail?: string };
+    return { ...(rules.drop as { action: 'drop'; reply?: string }), ...(close.error ? { error: close.error } : {}), ...(close.detail ? { detail: close.detail } : {}) };
+  }
   return f.close;
 }

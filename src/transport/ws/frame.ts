@@ -176,6 +176,7 @@ export class FrameBridge implements LiveConnection {
         return this.#send(side, data, v.binary ?? msg.binary);
       }
       case 'drop':
+        if (v.detail) this.exchange.log.info({ request_id: this.exchange.ctx.id, direction: side.dir, error: v.error ?? 'MESSAGE_REJECTED', detail: v.detail }, 'message dropped');
         if (v.reply !== undefined && side.src.readyState === side.src.OPEN) side.src.send(v.reply);
         return;
       case 'close': {
