@@ -230,6 +230,8 @@ Portcullis demo is running on ${B}  (Ctrl-C to stop)
     ${CLIENT} ${W}/ws/chat/lobby
   The same room through the block-words plugin (frame mode; "spam" is dropped):
     ${CLIENT} ${W}/ws/moderated/lobby
+  The same room through websocket-validator (type {"type":"say","text":"hi"}; anything else is refused):
+    ${CLIENT} ${W}/ws/validated/lobby
   Server-Sent Events ticker:
     curl -N ${B}/sse/ticker
 
