@@ -107,6 +107,17 @@ export class Exchange {
     }
   }
 
+  /**
+   * The client went away before a response or 101 reached it: logged as 499 (the
+   * status NGINX uses for it), closed by the client. No-op once finished.
+   */
+  clientLeft(detail?: string): void {
+    if (this.#finished) return;
+    this.summary.status = 499;
+    this.summary.closedBy = 'client';
+    this.finish(detail);
+  }
+
   /** Runs the log phase and publishes the finished event, once. */
   finish(detail?: string): void {
     if (this.#finished) return;

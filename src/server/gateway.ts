@@ -269,7 +269,7 @@ export class Gateway {
     if (!(verdict instanceof Promise)) return this.#rejectHttp(x, res, verdict);
     verdict.then(
       (v) => {
-        if (res.destroyed) return this.#clientLeft(x);
+        if (res.destroyed) return x.clientLeft('client left during the access phase');
         if (v) this.#rejectHttp(x, res, v);
         else proxyHttp(x, req, res, this.#live);
       },
@@ -290,11 +290,6 @@ export class Gateway {
     x.finish(err.detail);
   }
 
-  #clientLeft(x: Exchange): void {
-    x.summary.status = 499;
-    x.summary.closedBy = 'client';
-    x.finish('client left during the access phase');
-  }
 
   #onUpgrade(listener: Listener, req: IncomingMessage, socket: Socket, head: Buffer): void {
     const startedAt = Date.now();
@@ -348,7 +343,7 @@ export class Gateway {
       if (x.finished) return;
       if (socket.destroyed) {
         clearTimeout(timer);
-        return this.#clientLeft(x);
+        return x.clientLeft('client left during the access phase');
       }
       if (v) {
         release();

@@ -135,11 +135,7 @@ function tunnelMode(job: WsJob): void {
     done = true;
     abortConnect();
     upSocket?.destroy();
-    if (!x.finished) {
-      x.summary.status = 499;
-      x.summary.closedBy = 'client';
-      x.finish('client left during the handshake');
-    }
+    x.clientLeft('client left during the handshake');
   };
   socket.on('close', onClientGone);
   const finishWith = (err: GatewayError): void => {
@@ -195,15 +191,15 @@ function tunnelMode(job: WsJob): void {
         socket.off('close', onClientGone);
         if (socket.destroyed) {
           s.destroy();
-          x.summary.status = 499;
-          x.summary.closedBy = 'client';
-          x.finish();
+          x.clientLeft('client left during the handshake');
           return;
         }
         s.off('error', ignoreError);
         job.release();
         let out = 'HTTP/1.1 101 Switching Protocols\r\n';
-        for (const [name, value] of res.raw) out += `${name}: ${value}\r\n`;
+        const extra = x.ctx.responseHeaders;
+        for (const [name, value] of res.raw) if (!Object.hasOwn(extra, name.toLowerCase())) out += `${name}: ${value}\r\n`;
+        for (const [name, value] of Object.entries(extra)) out += `${name}: ${value}\r\n`;
         socket.write(`${out}\r\n`);
         x.summary.status = 101;
         new Tunnel(x, socket, s, job.live).start(res.rest);
@@ -315,6 +311,7 @@ function frameOptions(settings: WebSocketSettings, limits: EffectiveFrameLimits)
       allowSynchronousEvents: true,
       handleProtocols: (_protocols: Set<string>, request: IncomingMessage) => (request as ReqWithProto)[kProtocol] ?? false,
     } as ConstructorParameters<typeof WebSocketServer>[0]);
+    server.on('headers', addResponseHeaders);
     servers.set(key, server);
   }
   const upstreamMax = limits.upstream.maxPayload;
@@ -336,7 +333,14 @@ function frameOptions(settings: WebSocketSettings, limits: EffectiveFrameLimits)
 }
 
 const kProtocol = Symbol('protocol');
-type ReqWithProto = IncomingMessage & { [kProtocol]?: string | false };
+/** The plugins' response headers (ctx.responseHeaders), for the 101 the terminating server writes. */
+const kResponseHeaders = Symbol('responseHeaders');
+type ReqWithProto = IncomingMessage & { [kProtocol]?: string | false; [kResponseHeaders]?: Record<string, string> };
+
+function addResponseHeaders(headers: string[], req: IncomingMessage): void {
+  const extra = (req as ReqWithProto)[kResponseHeaders];
+  if (extra) for (const [name, value] of Object.entries(extra)) headers.push(`${name}: ${value}`);
+}
 
 function frameMode(job: WsJob): void {
   const { x, req, socket } = job;
@@ -356,11 +360,7 @@ function frameMode(job: WsJob): void {
     done = true;
     abortConnect();
     upstreamWs?.terminate();
-    if (!x.finished) {
-      x.summary.status = 499;
-      x.summary.closedBy = 'client';
-      x.finish('client left during the handshake');
-    }
+    x.clientLeft('client left during the handshake');
   };
   socket.on('close', onClientGone);
 
@@ -412,6 +412,7 @@ function frameMode(job: WsJob): void {
         done = true;
         socket.off('close', onClientGone);
         (req as ReqWithProto)[kProtocol] = ws.protocol === '' ? false : ws.protocol;
+        if (Object.keys(x.ctx.responseHeaders).length > 0) (req as ReqWithProto)[kResponseHeaders] = x.ctx.responseHeaders;
         job.release();
         hardenReceiver(ws);
         options.server.handleUpgrade(req, socket, Buffer.alloc(0), (client) => {
