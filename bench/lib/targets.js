@@ -69,8 +69,8 @@ export const TARGETS = [
     kind: 'portcullis',
     config: portcullisValidatedConfig,
     workloads: ['ws-echo'],
-    pending: 'waits for websocket-validator (issue 5)',
-    about: 'Portcullis, ws route whose websocket-validator checks every message (ws-echo-validated)',
+    compareTo: 'portcullis-tunnel',
+    about: 'Portcullis, ws route in frame mode: websocket-validator checks every client message against a 6-property JSON Schema (ws-echo-validated)',
   },
 ];
 
