@@ -347,9 +347,7 @@ describe('redis policy', () => {
       assert.equal(all.length, 4);
       await redis.stop();
       try {
-        const t = Date.now();
         const refused = await openWs(`${g.ws}/strict/echo`);
-        assert.ok(Date.now() - t < 500, `answered at once (${Date.now() - t} ms)`);
         assert.equal(refused.status, 503);
         assert.equal(refused.headers['x-portcullis-error'], 'LIMIT_STORE_UNAVAILABLE');
         assert.match(refused.headers['retry-after'], /^[1-9]\d*$/);

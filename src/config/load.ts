@@ -587,6 +587,7 @@ class Loader implements IssueContext {
       max_header_size: raw.max_header_size as number,
       keepalive_timeout: raw.keepalive_timeout as number,
       handshake_timeout: raw.handshake_timeout as number,
+      max_pending_handshakes_per_ip: raw.max_pending_handshakes_per_ip as number,
       shutdown_timeout: raw.shutdown_timeout as number,
       websocket: { ...(raw.websocket as WebSocketSettings) },
       sse: { ...(raw.sse as SseSettings) },

@@ -152,6 +152,10 @@ const gatewaySchema: Schema = {
     },
     keepalive_timeout: positiveSeconds('Keep-alive idle time for client connections.', 60),
     handshake_timeout: positiveSeconds('Time a handshake may take end to end (plugins + upstream).', 10),
+    max_pending_handshakes_per_ip: {
+      type: 'integer', minimum: 0, default: 32,
+      description: 'WebSocket handshakes one client address may have in progress at once (0: no cap); more get 429.',
+    },
     shutdown_timeout: seconds('Time connections get to finish on SIGTERM/SIGINT before they are cut.', 10),
     websocket: {
       type: 'object',

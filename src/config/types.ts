@@ -76,6 +76,8 @@ export interface GatewaySettings {
   keepalive_timeout: number;
   /** Seconds a handshake may take end to end (auth + upstream), before it is answered 504/408. */
   handshake_timeout: number;
+  /** WebSocket handshakes one client address may have in progress at once (0: no cap). */
+  max_pending_handshakes_per_ip: number;
   /** Seconds to let connections finish on SIGTERM/SIGINT before they are cut. */
   shutdown_timeout: number;
   websocket: WebSocketSettings;

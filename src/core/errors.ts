@@ -66,6 +66,7 @@ export const ERRORS = {
   // Limits (limit-conn, limit-req, limit-count, limit-messages)
   LIMIT_EXCEEDED: { status: 503, close: 1008, message: 'Too many requests or connections; retry later' },
   LIMIT_STORE_UNAVAILABLE: { status: 503, close: 1013, message: 'Service temporarily unavailable; retry later' },
+  TOO_MANY_PENDING_HANDSHAKES: { status: 429, close: 1008, message: 'Too many handshakes in progress; retry later' },
 
   // Plugins and the gateway itself
   ACCESS_DENIED: { status: 403, close: 1008, message: 'Access denied' },

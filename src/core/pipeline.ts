@@ -42,6 +42,7 @@ export class Pipeline {
   readonly #perConsumer = new Map<string, Pipeline>();
   readonly #clientMessage: readonly PluginInstance[];
   readonly #upstreamMessage: readonly PluginInstance[];
+  readonly #control: readonly PluginInstance[];
   readonly #logSteps: readonly PluginInstance[];
   /** The plugins' own limits (frameLimits), before the route's are applied. */
   readonly #pluginLimits: PluginLimits;
@@ -56,6 +57,7 @@ export class Pipeline {
     this.#accessSteps = sorted.filter((i) => i.def.access);
     this.#clientMessage = sorted.filter((i) => i.def.message);
     this.#upstreamMessage = [...this.#clientMessage].reverse();
+    this.#control = sorted.filter((i) => i.def.control);
     this.#logSteps = sorted.filter((i) => i.def.log);
     this.#pluginLimits = collectFrameLimits(sorted);
   }
@@ -76,7 +78,12 @@ export class Pipeline {
    * asks the parser for limits (frameLimits).
    */
   get inspectsMessages(): boolean {
-    return this.#clientMessage.length > 0 || this.#pluginLimits.declared;
+    return this.#clientMessage.length > 0 || this.#control.length > 0 || this.#pluginLimits.declared;
+  }
+
+  /** Some plugin has a control phase (the bridge then reports pings and pongs). */
+  get hasControl(): boolean {
+    return this.#control.length > 0;
   }
 
   /**
@@ -159,6 +166,25 @@ export class Pipeline {
   runMessage(msg: Message, ctx: RequestContext): MessageVerdict | Promise<MessageVerdict> {
     const chain = msg.direction === 'client' ? this.#clientMessage : this.#upstreamMessage;
     return runMessageFrom(chain, 0, msg, ctx, undefined);
+  }
+
+  /**
+   * Report a ping or pong frame to every control plugin, in priority order. Returns
+   * the first close verdict (the bridge closes the sender), else undefined. A
+   * throwing plugin is logged and skipped.
+   */
+  runControl(kind: 'ping' | 'pong', direction: Direction, size: number, ctx: RequestContext): MessageVerdict {
+    for (const inst of this.#control) {
+      let v: MessageVerdict;
+      try {
+        v = inst.def.control!(kind, direction, size, ctx, inst.state);
+      } catch (err) {
+        ctx.log.error({ plugin: inst.name, phase: 'control', err: errMessage(err), request_id: ctx.id }, 'plugin failed in control phase');
+        continue;
+      }
+      if (v && v.action === 'close') return v;
+    }
+    return undefined;
   }
 
   /** Run every log phase once. Failures are logged, never propagated. */

@@ -8,6 +8,7 @@
  *   rewrite  on the request / handshake, before access (authentication identifies the consumer here)
  *   access   on the request / handshake (authorization, limits); may reject
  *   message  on each complete WebSocket message, both directions (frame mode only)
+ *   control  on each ping and pong frame, both directions (frame mode only)
  *   log      once per connection or request, on every way it can end
  *
  * Besides phases, `frameLimits` gives the WebSocket parser limits to enforce while
@@ -83,6 +84,12 @@ export interface RequestContext {
   readonly dropProtocols: Set<string>;
   /** Headers to add to (string) or remove from (null) the upstream request. */
   readonly upstreamHeaders: Record<string, string | null>;
+  /**
+   * Headers to add to the gateway's response to the client (lowercase names, plain
+   * token values): on a relayed HTTP response, an SSE stream's head and a WebSocket
+   * 101, over the upstream's. A rejection carries only its own `headers`.
+   */
+  readonly responseHeaders: Record<string, string>;
   /** Query parameters to remove from the upstream request (e.g. hidden credentials). */
   readonly stripQuery: Set<string>;
   /** Per-request scratch space, keyed by plugin name. */
@@ -218,6 +225,17 @@ export interface PluginDefinition<C = any, S = C> {
   frameLimits?(state: S): FrameLimits;
   /** Return synchronously when you can: the pipeline only awaits when given a promise. */
   message?(msg: Message, ctx: RequestContext, state: S): MaybePromise<MessageVerdict>;
+  /**
+   * On each ping or pong frame a peer sends (frame mode only; declaring it puts the
+   * route in frame mode). The message phase only sees data messages; this lets a plugin
+   * count control frames too (limit-messages). `direction` is who sent the frame,
+   * `size` its payload length. Synchronous and cheap: the bridge calls it only when some
+   * plugin of the route has it. Pings are answered by the gateway itself and never
+   * forwarded, so only `close` has an effect (the sender is closed with its code, the
+   * other side with 1001); `drop`, `pass` and `replace` leave the frame as it was.
+   * A throwing plugin is logged and ignored.
+   */
+  control?(kind: 'ping' | 'pong', direction: Direction, size: number, ctx: RequestContext, state: S): MessageVerdict;
   /** Runs exactly once per request or connection; errors are logged, never propagated. */
   log?(ctx: RequestContext, summary: ConnectionSummary, state: S): void;
   /**

@@ -12,6 +12,9 @@ import ipRestriction from './ip-restriction/index.js';
 import jwtAuth from './jwt-auth/index.js';
 import keyAuth from './key-auth/index.js';
 import limitConn from './limit-conn/index.js';
+import limitCount from './limit-count/index.js';
+import limitMessages from './limit-messages/index.js';
+import limitReq from './limit-req/index.js';
 import openidConnect from './openid-connect/index.js';
 import originRestriction from './origin-restriction/index.js';
 import websocketSizeLimit from './websocket-size-limit/index.js';
@@ -27,6 +30,9 @@ export const builtinPlugins: readonly PluginDefinition[] = [
   jwtAuth,
   keyAuth,
   limitConn,
+  limitCount,
+  limitMessages,
+  limitReq,
   openidConnect,
   originRestriction,
   websocketSizeLimit,

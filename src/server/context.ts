@@ -19,6 +19,7 @@ export class Context implements RequestContext {
   expiresAt: number | undefined = undefined;
   readonly dropProtocols = new Set<string>();
   readonly upstreamHeaders: Record<string, string | null> = {};
+  readonly responseHeaders: Record<string, string> = {};
   readonly stripQuery = new Set<string>();
   readonly vars = new Map<string, unknown>();
   readonly log: PluginLogger;

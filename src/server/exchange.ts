@@ -49,6 +49,8 @@ export class Exchange {
   /** The gateway instance, named in published events. */
   readonly source: object;
   #finished = false;
+  /** Run once when the exchange finishes, before the log phase (the gateway's handshake bookkeeping). */
+  onFinish: (() => void) | undefined = undefined;
 
   constructor(
     source: object,
@@ -122,6 +124,7 @@ export class Exchange {
   finish(detail?: string): void {
     if (this.#finished) return;
     this.#finished = true;
+    this.onFinish?.();
     const s = this.summary;
     s.durationMs = Date.now() - this.ctx.startedAt;
     this.pipeline.runLog(this.ctx, s, this.log);

@@ -119,6 +119,8 @@ export class Gateway {
   readonly log: Logger;
   readonly #listeners: Listener[] = [];
   readonly #live = new LiveRegistry();
+  /** WebSocket handshakes in progress (upgrade received, no 101 or refusal yet), by client address. */
+  readonly #pending = new Map<string, number>();
   readonly #accessLog: AccessLog;
   #runtime: Runtime;
   #closing: Promise<void> | undefined;
@@ -313,11 +315,26 @@ export class Gateway {
       return;
     }
 
+    // gateway.max_pending_handshakes_per_ip: counted from here until the 101 or the refusal
+    // (release() below, the exchange finishing, or the socket closing, whichever comes first; exactly once).
+    const unpend = this.#countPending(x.ctx.clientIp, socket);
+    if (unpend === false) {
+      const e = new GatewayError('TOO_MANY_PENDING_HANDSHAKES', {
+        headers: { 'retry-after': '1' },
+        detail: `${this.#runtime.config.gateway.max_pending_handshakes_per_ip} handshakes from this address already in progress`,
+      });
+      rejectSocket(socket, e, id);
+      this.#finishRejected(x, e);
+      return;
+    }
+    x.onFinish = unpend;
+
     // Until the upstream accepted, nothing the client sends is forwarded: a byte now is a protocol violation.
     let released = false;
     const onEarly = (): void => {
       if (released || x.finished) return;
       released = true;
+      unpend();
       socket.pause();
       const e = new GatewayError('WS_EARLY_DATA', { detail: 'data before the 101' });
       rejectSocket(socket, e, id);
@@ -327,6 +344,7 @@ export class Gateway {
     const timer = setTimeout(() => {
       if (released || x.finished) return;
       released = true;
+      unpend();
       socket.off('data', onEarly);
       const e = new GatewayError('HANDSHAKE_TIMEOUT');
       this.#finishRejected(x, e);
@@ -335,6 +353,7 @@ export class Gateway {
     timer.unref();
     const release = (): void => {
       released = true;
+      unpend();
       clearTimeout(timer);
       socket.off('data', onEarly);
     };
@@ -360,6 +379,38 @@ export class Gateway {
     } else {
       go(verdict);
     }
+  }
+
+  /**
+   * Count a handshake in progress for `ip`. Returns the function that uncounts it
+   * (idempotent; also run when the socket closes), or false when `ip` already has
+   * max_pending_handshakes_per_ip in progress (nothing counted then).
+   */
+  #countPending(ip: string, socket: Socket): (() => void) | false {
+    const cap = this.#runtime.config.gateway.max_pending_handshakes_per_ip;
+    if (cap <= 0) return ignore;
+    const n = this.#pending.get(ip) ?? 0;
+    if (n >= cap) return false;
+    this.#pending.set(ip, n + 1);
+    let counted = true;
+    const unpend = (): void => {
+      if (!counted) return;
+      counted = false;
+      socket.off('close', unpend);
+      const m = (this.#pending.get(ip) ?? 1) - 1;
+      if (m <= 0) this.#pending.delete(ip);
+      else this.#pending.set(ip, m);
+    };
+    socket.once('close', unpend);
+    return unpend;
+  }
+
+  /** WebSocket handshakes in progress: of one client address, or of all. */
+  pendingHandshakes(ip?: string): number {
+    if (ip !== undefined) return this.#pending.get(ip) ?? 0;
+    let n = 0;
+    for (const v of this.#pending.values()) n += v;
+    return n;
   }
 
   #onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {

@@ -87,6 +87,7 @@ function countIn(this: CountedRequest, chunk: Buffer): void {
 function relay(x: Exchange, upRes: IncomingMessage, res: ServerResponse): void {
   const headers = cleanResponseHeaders(upRes.headers);
   headers['x-request-id'] = x.ctx.id;
+  for (const [name, value] of Object.entries(x.ctx.responseHeaders)) headers[name] = value;
   res.writeHead(upRes.statusCode ?? 502, headers);
   upRes.on('data', (chunk: Buffer) => {
     x.summary.bytesOut += chunk.length;

@@ -60,6 +60,7 @@ export class SseStream implements LiveConnection {
     headers['cache-control'] = 'no-cache, no-transform';
     headers['x-accel-buffering'] = 'no';
     headers['x-request-id'] = x.ctx.id;
+    for (const [name, value] of Object.entries(x.ctx.responseHeaders)) headers[name] = value;
     // Streams are long-lived: the read timeout only bounded the wait for headers. A request
     // body still being sent re-arms it when it is done (connect.ts): disarm it again then.
     this.#upReq.setTimeout(0);

@@ -2,7 +2,9 @@
  * Frame mode: the gateway terminates WebSocket on both sides (with `ws`) and
  * passes every complete message through the route's message plugins: client
  * messages in priority order, upstream messages in reverse. Used only when some
- * plugin on the route has a `message` phase or sets frame limits.
+ * plugin on the route has a `message` or `control` phase or sets frame limits.
+ * Pings and pongs (answered by ws itself) go to the `control` phase when some
+ * plugin has one.
  *
  * Messages stay in order: while a plugin verdict is pending, later messages of
  * that direction wait in a queue and the source is paused (a pending verdict
@@ -96,6 +98,13 @@ export class FrameBridge implements LiveConnection {
     upstream.on('close', (code: number, reason: Buffer) => this.#onClose(this.#fromUpstream, code, reason));
     client.on('error', (err: Error) => this.#onError(this.#fromClient, err));
     upstream.on('error', (err: Error) => this.#onError(this.#fromUpstream, err));
+    // Control plugins (limit-messages) see pings and pongs; ws answers the pings itself (autoPong).
+    if (this.exchange.pipeline.hasControl) {
+      client.on('ping', (data: Buffer) => this.#onControl(this.#fromClient, 'ping', data));
+      client.on('pong', (data: Buffer) => this.#onControl(this.#fromClient, 'pong', data));
+      upstream.on('ping', (data: Buffer) => this.#onControl(this.#fromUpstream, 'ping', data));
+      upstream.on('pong', (data: Buffer) => this.#onControl(this.#fromUpstream, 'pong', data));
+    }
     const settings = this.exchange.route.websocket;
     // Idle means no message and no ping from either peer: the gateway's own pings (and
     // the pongs they draw) must not keep an abandoned connection alive.
@@ -129,6 +138,12 @@ export class FrameBridge implements LiveConnection {
       return;
     }
     this.#idleTimer = setTimeout(checkIdle, idleMs - quiet, this);
+  }
+
+  #onControl(side: Side, kind: 'ping' | 'pong', data: Buffer): void {
+    if (this.#closing) return;
+    const v = this.exchange.pipeline.runControl(kind, side.dir, data.length, this.exchange.ctx);
+    if (v && v.action === 'close') this.#closeFrom(side, v);
   }
 
   #onMessage(side: Side, data: Buffer, isBinary: boolean): void {
@@ -179,19 +194,22 @@ export class FrameBridge implements LiveConnection {
         if (v.detail) this.exchange.log.info({ request_id: this.exchange.ctx.id, direction: side.dir, error: v.error ?? 'MESSAGE_REJECTED', detail: v.detail }, 'message dropped');
         if (v.reply !== undefined && side.src.readyState === side.src.OPEN) side.src.send(v.reply);
         return;
-      case 'close': {
-        const error = v.error ?? 'MESSAGE_REJECTED';
-        if (v.detail) this.exchange.log.info({ request_id: this.exchange.ctx.id, direction: side.dir, error, detail: v.detail }, 'message rejected');
-        // Toward the sender: the verdict's code. Toward the other side: going away.
-        this.#gatewayError = error;
-        this.#gatewayCode = v.code;
-        this.#beginClose();
-        this.#closeSocket(side.src, v.code, v.reason ?? error);
-        this.#closeSocket(side.dst, 1001, '');
-        this.#armGrace();
-        return;
-      }
+      case 'close':
+        return this.#closeFrom(side, v);
     }
+  }
+
+  /** A close verdict on something side.src sent. */
+  #closeFrom(side: Side, v: { code: number; reason?: string; error?: ErrorCode; detail?: string }): void {
+    const error = v.error ?? 'MESSAGE_REJECTED';
+    if (v.detail) this.exchange.log.info({ request_id: this.exchange.ctx.id, direction: side.dir, error, detail: v.detail }, 'message rejected');
+    // Toward the sender: the verdict's code. Toward the other side: going away.
+    this.#gatewayError = error;
+    this.#gatewayCode = v.code;
+    this.#beginClose();
+    this.#closeSocket(side.src, v.code, v.reason ?? error);
+    this.#closeSocket(side.dst, 1001, '');
+    this.#armGrace();
   }
 
   #send(side: Side, data: Buffer, binary: boolean): void {
