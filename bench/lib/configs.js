@@ -134,6 +134,8 @@ export function portcullisTunnelConfig({ port, up }) {
 gateway:
   listen: [{ host: 127.0.0.1, port: ${port} }]
   log: { level: warn, access_log: false }
+  # The load generator opens 50 handshakes at once from one address: measure, not cap.
+  max_pending_handshakes_per_ip: 0
 ${yamlUpstreams(up)}routes:
   - { id: ws, uri: /ws, enable_websocket: true, upstream_id: echo }
   - { id: sse, uri: /sse, upstream_id: sse }
@@ -154,6 +156,8 @@ export function portcullisAuthConfig({ port, up }, auth) {
 gateway:
   listen: [{ host: 127.0.0.1, port: ${port} }]
   log: { level: warn, access_log: false }
+  # The load generator opens 50 handshakes at once from one address: measure, not cap.
+  max_pending_handshakes_per_ip: 0
 ${yamlUpstreams(up)}consumers:
   - username: bench
     plugins:
@@ -183,6 +187,8 @@ export function portcullisValidatedConfig({ port, up }) {
 gateway:
   listen: [{ host: 127.0.0.1, port: ${port} }]
   log: { level: warn, access_log: false }
+  # The load generator opens 50 handshakes at once from one address: measure, not cap.
+  max_pending_handshakes_per_ip: 0
 ${yamlUpstreams(up)}routes:
   - id: ws
     uri: /ws
