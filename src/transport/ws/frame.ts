@@ -17,6 +17,7 @@
  * seconds has stopped reading: it is closed with 1008 WS_STALLED, the other side
  * with 1001.
  */
+import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { ErrorCode } from '../../core/errors.js';
 import { ERRORS } from '../../core/errors.js';
@@ -48,6 +49,8 @@ interface Side {
   /** src is paused (busy or blocked). */
   paused: boolean;
   stallTimer: NodeJS.Timeout | undefined;
+  /** dst's socket is corked until the next tick (messages of one read leave in one write). */
+  corked: boolean;
   count: number;
   /** The write callback of sends made while blocked: one function per side, not per message. */
   drained: () => void;
@@ -83,7 +86,7 @@ export class FrameBridge implements LiveConnection {
 
   #side(dir: Direction, src: WebSocket, dst: WebSocket): Side {
     const side: Side = {
-      dir, src, dst, queue: [], busy: false, blocked: false, blockedAt: 0, pendingWrites: 0, paused: false, stallTimer: undefined, count: 0,
+      dir, src, dst, queue: [], busy: false, blocked: false, blockedAt: 0, pendingWrites: 0, paused: false, stallTimer: undefined, corked: false, count: 0,
       drained: () => this.#drained(side),
     };
     return side;
@@ -219,6 +222,17 @@ export class FrameBridge implements LiveConnection {
     if (side.dir === 'client') s.bytesIn += data.length;
     else s.bytesOut += data.length;
     const opts = binary ? SEND_BINARY : SEND_TEXT;
+    // ws hands over every message of one socket read in the same tick; without this each
+    // would be its own write syscall (77% of frame mode's CPU in the profile). Corking the
+    // destination until the next tick sends them in one writev, as the tunnel does.
+    if (!side.corked) {
+      const sock = (dst as unknown as { _socket?: Socket })._socket;
+      if (sock && !sock.destroyed) {
+        side.corked = true;
+        sock.cork();
+        process.nextTick(uncork, side, sock);
+      }
+    }
     if (dst.bufferedAmount + data.length <= this.#maxBuffered) {
       dst.send(data, opts);
       return;
@@ -417,4 +431,9 @@ function checkIdle(bridge: FrameBridge): void {
 
 function checkStall(bridge: FrameBridge, side: Side): void {
   bridge.checkStall(side);
+}
+
+function uncork(side: { corked: boolean }, sock: Socket): void {
+  side.corked = false;
+  sock.uncork();
 }
