@@ -17,11 +17,30 @@ export class Context implements RequestContext {
   readonly params: Readonly<Record<string, string>>;
   consumer: Consumer | undefined = undefined;
   expiresAt: number | undefined = undefined;
-  readonly dropProtocols = new Set<string>();
   readonly upstreamHeaders: Record<string, string | null> = {};
   readonly responseHeaders: Record<string, string> = {};
-  readonly stripQuery = new Set<string>();
-  readonly vars = new Map<string, unknown>();
+  // Sets and maps most requests never use are made on first use: a tunnelled connection
+  // keeps its context for its whole life, and every empty collection is RSS per connection.
+  #dropProtocols: Set<string> | undefined;
+  #stripQuery: Set<string> | undefined;
+  #vars: Map<string, unknown> | undefined;
+
+  get dropProtocols(): Set<string> {
+    return (this.#dropProtocols ??= new Set());
+  }
+
+  get stripQuery(): Set<string> {
+    return (this.#stripQuery ??= new Set());
+  }
+
+  get vars(): Map<string, unknown> {
+    return (this.#vars ??= new Map());
+  }
+
+  /** The withheld subprotocols, without creating the set. */
+  droppedProtocols(): ReadonlySet<string> | undefined {
+    return this.#dropProtocols !== undefined && this.#dropProtocols.size > 0 ? this.#dropProtocols : undefined;
+  }
   readonly log: PluginLogger;
 
   constructor(init: {
@@ -77,7 +96,7 @@ export class Context implements RequestContext {
   /** Path and query for the upstream request, with stripped query parameters removed. */
   upstreamTarget(): string {
     if (this.query === '') return this.path;
-    if (this.stripQuery.size === 0) return `${this.path}?${this.query}`;
+    if (this.#stripQuery === undefined || this.#stripQuery.size === 0) return `${this.path}?${this.query}`;
     const params = new URLSearchParams(this.query);
     for (const name of this.stripQuery) params.delete(name);
     const q = params.toString();

@@ -78,7 +78,8 @@ export class FrameBoundaryTracker {
   error: FrameErrorCode | undefined = undefined;
 
   /** A header split across chunks, collected here. */
-  private readonly hdr = Buffer.alloc(MAX_HEADER);
+  /** Only for a header split across chunks: allocated on first need (RSS per idle tunnel). */
+  private hdr: Buffer | undefined;
   private hdrLen = 0;
   /** True between the end of a header and the end of that frame's payload. */
   private inPayload = false;
@@ -142,7 +143,7 @@ export class FrameBoundaryTracker {
       }
 
       // Header, slow path: collect it byte by byte across chunks (at most 14 bytes).
-      const hdr = this.hdr;
+      const hdr = (this.hdr ??= Buffer.alloc(MAX_HEADER));
       let need = this.hdrLen < 2 ? 2 : headerSize(hdr[1]);
       for (;;) {
         while (this.hdrLen < need && pos < len) hdr[this.hdrLen++] = chunk[pos++];

@@ -49,7 +49,7 @@ function upstreamHeaders(job: WsJob, host: string | undefined, keepExtensions: b
   const { x, req } = job;
   const set = x.ctx.upstreamSet();
   // Subprotocols that carry credentials are never offered upstream.
-  if (x.ctx.dropProtocols.size > 0) {
+  if (x.ctx.droppedProtocols()) {
     const kept = upstreamProtocols(job);
     set['sec-websocket-protocol'] = kept.length > 0 ? kept.join(', ') : null;
   }
@@ -70,8 +70,8 @@ function upstreamHeaders(job: WsJob, host: string | undefined, keepExtensions: b
 /** The client's subprotocol offer minus the ones that carry credentials. */
 function upstreamProtocols(job: WsJob): string[] {
   const all = offeredProtocols(job.req.headers);
-  const drop = job.x.ctx.dropProtocols;
-  return drop.size === 0 ? all : all.filter((p) => !drop.has(p));
+  const drop = job.x.ctx.droppedProtocols();
+  return drop === undefined ? all : all.filter((p) => !drop.has(p));
 }
 
 function fail(job: WsJob, err: GatewayError): void {
