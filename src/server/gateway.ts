@@ -27,7 +27,7 @@ import { proxyWebSocket } from '../transport/ws/proxy.js';
 import { Upstream } from '../upstream/upstream.js';
 import { ClientIpResolver } from './client-ip.js';
 import { Context } from './context.js';
-import { Exchange, type ForwardingInfo, type LiveConnection } from './exchange.js';
+import { Exchange, type ForwardingInfo } from './exchange.js';
 import { rejectSocket, sendError } from './respond.js';
 import { LiveRegistry } from './live.js';
 
@@ -291,7 +291,6 @@ export class Gateway {
     x.summary.closedBy = 'gateway';
     x.finish(err.detail);
   }
-
 
   #onUpgrade(listener: Listener, req: IncomingMessage, socket: Socket, head: Buffer): void {
     const startedAt = Date.now();
