@@ -210,6 +210,7 @@ async function main() {
     const bin = t.def.binary ? binaries.get(t.def.binary) : null;
     if (bin?.skip) {
       t.skip(bin.skip);
+      log(`skip: ${t.name}: ${t.reason}`);
       continue;
     }
     try {

@@ -148,7 +148,7 @@ ${yamlUpstreams(up)}routes:
  * form on /ws and /sse: one consumer `bench` whose credential is an ES256
  * public key; the token's `key` claim names it. The route attributes are the
  * defaults (token from `Authorization`, `Bearer ` optional; verified-token
- * cache of 10,000 per route). limit-conn joins when issue 6 lands.
+ * cache of 10,000 per route). With limit-conn: portcullisAuthLimitConfig.
  */
 export function portcullisAuthConfig({ port, up }, auth) {
   const pem = auth.publicKeyPem.trim().split('\n').map((l) => `          ${l}`).join('\n');
@@ -171,6 +171,24 @@ routes:
   - { id: sse, uri: /sse, upstream_id: sse, plugins: { jwt-auth: {} } }
   - { id: http, uri: /*, upstream_id: http }
 `;
+}
+
+/**
+ * portcullis-auth-limit-local / portcullis-auth-limit-redis (issue 6): the
+ * portcullis-auth config with limit-conn after jwt-auth on /ws and /sse, keyed
+ * by consumer, with a `conn` no load here reaches (the 50 client loops hold at
+ * most 50 connections of the one consumer), so it never delays or refuses:
+ * what is measured is the slot taken on the handshake and released on close.
+ * `policy` is 'local' or 'redis'; with redis, `redis` is the port of the
+ * redis-server the bench started for the target.
+ */
+export function portcullisAuthLimitConfig(policy) {
+  return ({ port, up, redis }, auth) => {
+    const base = portcullisAuthConfig({ port, up }, auth).replace('(target portcullis-auth)', `(target portcullis-auth-limit-${policy})`);
+    const where = policy === 'redis' ? `, policy: redis, redis_host: 127.0.0.1, redis_port: ${redis}` : ', policy: local';
+    const limit = `limit-conn: { conn: 10000, burst: 0, default_conn_delay: 0.1, key: consumer_name${where} }`;
+    return base.replace(/plugins: \{ jwt-auth: \{\} \}/g, `plugins: { jwt-auth: {}, ${limit} }`);
+  };
 }
 
 /**

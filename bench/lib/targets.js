@@ -16,6 +16,10 @@
 //              load generator signs them before the window opens
 //   compareTo  another target whose figures this one is also shown as a
 //              ratio to (the same route without the feature under test)
+//   redis      portcullis only: the target gets its own redis-server (binary
+//              and apt as for nginx: Debian's redis-server), started on a free
+//              loopback port with nothing persisted before the gateway and
+//              stopped by pid after it; its port reaches `config` as `redis`
 
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import http from 'node:http';
@@ -26,6 +30,7 @@ import {
   haproxyConfig,
   portcullisTunnelConfig,
   portcullisAuthConfig,
+  portcullisAuthLimitConfig,
   portcullisValidatedConfig,
 } from './configs.js';
 import { echoPayload } from './payload.js';
@@ -52,7 +57,7 @@ export const TARGETS = [
     tokens: 'reused',
     compareTo: 'portcullis-tunnel',
     workloads: ['handshake-rate'],
-    about: 'Portcullis, tunnel routes with jwt-auth (consumer-bound, ES256); each of the 50 client loops reuses its own token (verified-token cache hits); limit-conn joins when issue 6 lands',
+    about: 'Portcullis, tunnel routes with jwt-auth (consumer-bound, ES256); each of the 50 client loops reuses its own token (verified-token cache hits)',
   },
   {
     name: 'portcullis-auth-distinct',
@@ -62,7 +67,33 @@ export const TARGETS = [
     tokens: 'distinct',
     compareTo: 'portcullis-tunnel',
     workloads: ['handshake-rate'],
-    about: 'Portcullis, the portcullis-auth config; every connection presents a fresh token (signed before the window), so every handshake verifies an ES256 signature; limit-conn joins when issue 6 lands',
+    about: 'Portcullis, the portcullis-auth config; every connection presents a fresh token (signed before the window), so every handshake verifies an ES256 signature',
+  },
+  {
+    // Issue 6: portcullis-auth (reused tokens) with limit-conn keyed by consumer,
+    // conn 10000 so that it never delays or refuses; the slot is taken on every
+    // handshake and released on every close, in the process or in Redis.
+    name: 'portcullis-auth-limit-local',
+    kind: 'portcullis',
+    config: portcullisAuthLimitConfig('local'),
+    auth: true,
+    tokens: 'reused',
+    compareTo: 'portcullis-auth',
+    workloads: ['handshake-rate'],
+    about: 'Portcullis, the portcullis-auth routes (reused tokens) plus limit-conn (conn 10000, burst 0, key consumer_name, policy local)',
+  },
+  {
+    name: 'portcullis-auth-limit-redis',
+    kind: 'portcullis',
+    config: portcullisAuthLimitConfig('redis'),
+    auth: true,
+    tokens: 'reused',
+    redis: true,
+    binary: 'redis-server',
+    apt: 'redis-server',
+    compareTo: 'portcullis-auth',
+    workloads: ['handshake-rate'],
+    about: 'Portcullis, as portcullis-auth-limit-local with policy redis: a redis-server of its own on loopback (--save "" --appendonly no), not pinned',
   },
   {
     name: 'portcullis-validated',
@@ -160,8 +191,16 @@ export class Target {
     } else if (kind === 'portcullis') {
       const cli = path.join(repoRoot, 'dist', 'cli.js');
       if (!existsSync(cli)) throw new Error(`${path.relative(repoRoot, cli)} not found: the gateway is not built (npm run build)`);
+      let redis;
+      if (this.def.redis) {
+        redis = await freePort();
+        const bin = this.ctx.binaries.get(this.def.binary).path;
+        const args = ['--port', String(redis), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', work, '--logfile', ''];
+        this.redisProc = spawnManaged(`${this.name}-redis-server`, bin, args);
+        await waitForPort('127.0.0.1', redis, { timeoutMs: 10_000, managed: this.redisProc });
+      }
       const conf = path.join(work, 'portcullis.yaml');
-      writeFileSync(conf, this.def.config({ port: this.port, up }, this.ctx.auth));
+      writeFileSync(conf, this.def.config({ port: this.port, up, redis }, this.ctx.auth));
       // With run.js --cpu-prof, `profileTag` names the case and V8 writes a profile when the process exits.
       this.profileSeq = (this.profileSeq ?? 0) + 1;
       const profName = this.profileTag && this.ctx.cpuProfDir ? `${this.profileTag}.${this.name}.${this.profileSeq}.cpuprofile` : null;
@@ -178,6 +217,8 @@ export class Target {
   async stop() {
     if (this.proc) await stopManaged(this.proc);
     this.proc = null;
+    if (this.redisProc) await stopManaged(this.redisProc);
+    this.redisProc = null;
   }
 
   async restart() {
