@@ -3,11 +3,14 @@
  * The command line: argv -> load config -> start. The only place that calls
  * process.exit. Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage.
  */
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/index.js';
 import type { Config } from './config/types.js';
 import { Gateway } from './server/gateway.js';
 import { createRegistry } from './plugins/index.js';
+import { serveClusterStores } from './store/cluster.js';
 import { VERSION } from './version.js';
 
 const HELP = `portcullis ${VERSION} - a security gateway for WebSocket and Server-Sent Events
@@ -23,6 +26,7 @@ Options:
   -v, --version       the version
 
 Signals: SIGTERM/SIGINT stop gracefully (WebSockets get 1001, SSE streams end).
+With gateway.workers > 1 the primary passes them to every worker and exits when all have.
 `;
 
 function usage(message: string): never {
@@ -45,6 +49,8 @@ async function load(file: string): Promise<Config> {
 
 async function start(file: string): Promise<void> {
   const config = await load(file);
+  const workers = config.gateway.workers === 'auto' ? availableParallelism() : config.gateway.workers;
+  if (workers > 1 && cluster.isPrimary) return primary(workers);
   let gw: Gateway;
   try {
     gw = await Gateway.start(config);
@@ -59,6 +65,8 @@ async function start(file: string): Promise<void> {
   }
   let stopping = false;
   const stop = (signal: string): void => {
+    // A worker's primary passes signals on, and a terminal's Ctrl-C reaches both: once is enough.
+    if (stopping && cluster.isWorker) return;
     if (stopping) {
       process.stderr.write(`portcullis: ${signal} again, exiting now\n`);
       process.exit(1);
@@ -75,6 +83,61 @@ async function start(file: string): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/**
+ * `gateway.workers` > 1: fork the workers (each runs the gateway; cluster shares
+ * the listening ports), answer their `local` store requests, replace a worker that
+ * dies, and pass SIGTERM/SIGINT on; exit when every worker has exited.
+ */
+function primary(n: number): void {
+  const closeStores = serveClusterStores();
+  let stopping = false;
+  let failed = false;
+  const listened = new Set<number>();
+  const live = new Map<number, Worker>();
+  const fork = (): void => {
+    const w = cluster.fork();
+    live.set(w.id, w);
+  };
+  cluster.on('listening', (w) => listened.add(w.id));
+  cluster.on('exit', (w, code, signal) => {
+    live.delete(w.id);
+    const ok = listened.delete(w.id);
+    if (stopping) {
+      // A worker still starting dies of the signal itself: that is a stop too.
+      if (code !== null && code !== 0) failed = true;
+      if (live.size === 0) {
+        void closeStores().then(() => process.exit(failed ? 1 : 0));
+      }
+      return;
+    }
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    if (!ok) {
+      // It never served: its replacement would fail the same way.
+      process.stderr.write(`portcullis: worker ${w.process.pid} exited (${how}) before it listened, stopping\n`);
+      failed = true;
+      stop('SIGTERM', false);
+      return;
+    }
+    process.stderr.write(`portcullis: worker ${w.process.pid} died (${how}), starting another\n`);
+    fork();
+  });
+  const stop = (signal: NodeJS.Signals, announce = true): void => {
+    if (stopping && announce) {
+      process.stderr.write(`portcullis: ${signal} again, exiting now\n`);
+      for (const w of live.values()) w.process.kill('SIGKILL');
+      process.exit(1);
+    }
+    if (stopping) return;
+    stopping = true;
+    if (announce) process.stderr.write(`portcullis: ${signal}, shutting down ${live.size} workers\n`);
+    if (live.size === 0) void closeStores().then(() => process.exit(failed ? 1 : 0));
+    for (const w of live.values()) w.process.kill(signal);
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  for (let i = 0; i < n; i++) fork();
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -589,6 +589,7 @@ class Loader implements IssueContext {
       handshake_timeout: raw.handshake_timeout as number,
       max_pending_handshakes_per_ip: raw.max_pending_handshakes_per_ip as number,
       shutdown_timeout: raw.shutdown_timeout as number,
+      workers: raw.workers as GatewaySettings['workers'],
       websocket: { ...(raw.websocket as WebSocketSettings) },
       sse: { ...(raw.sse as SseSettings) },
       log: log as unknown as GatewaySettings['log'],

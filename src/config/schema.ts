@@ -157,6 +157,11 @@ const gatewaySchema: Schema = {
       description: 'WebSocket handshakes one client address may have in progress at once (0: no cap); more get 429.',
     },
     shutdown_timeout: seconds('Time connections get to finish on SIGTERM/SIGINT before they are cut.', 10),
+    workers: {
+      anyOf: [{ type: 'integer', minimum: 1, maximum: 1024 }, { type: 'string', enum: ['auto'] }],
+      default: 1,
+      description: 'Worker processes sharing the listening ports (node:cluster); auto: one per CPU. 1: no cluster.',
+    },
     websocket: {
       type: 'object',
       default: {},

@@ -80,6 +80,8 @@ export interface GatewaySettings {
   max_pending_handshakes_per_ip: number;
   /** Seconds to let connections finish on SIGTERM/SIGINT before they are cut. */
   shutdown_timeout: number;
+  /** Worker processes sharing the listening ports (1: no cluster; auto: os.availableParallelism()). */
+  workers: number | 'auto';
   websocket: WebSocketSettings;
   sse: SseSettings;
   log: LogSettings;

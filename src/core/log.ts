@@ -2,6 +2,7 @@
  * Logging through pino. One JSON line per event; credentials and message bodies
  * never reach it (the redact list is a second line of defence, not the first).
  */
+import cluster from 'node:cluster';
 import { pino } from 'pino';
 import type { LogSettings } from '../config/types.js';
 
@@ -30,7 +31,8 @@ export function createLogger(settings: LogSettings, stream?: pino.DestinationStr
   return pino(
     {
       level: settings.level,
-      base: { service: 'portcullis' },
+      // Workers of `gateway.workers` say which one logged.
+      base: cluster.isWorker ? { service: 'portcullis', pid: process.pid } : { service: 'portcullis' },
       redact: { paths: REDACT, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },

@@ -10,6 +10,8 @@
  * a connection; the first limit check does.
  */
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import cluster from 'node:cluster';
+import { ClusterStore } from './cluster.js';
 import { LocalStore } from './local.js';
 import { RedisStore } from './redis.js';
 import type { LimitStore } from './types.js';
@@ -63,7 +65,8 @@ const shared = new Map<string, Shared>();
 /** Open a store for one user (a plugin instance). */
 export function openStore(spec: StoreSpec): StoreRef {
   if (spec.policy === 'local') {
-    const store = new LocalStore();
+    // In a worker of `gateway.workers`, the primary holds the counts (cluster.ts).
+    const store = cluster.isWorker ? new ClusterStore() : new LocalStore();
     return { store, release: () => store.close() };
   }
   const id = JSON.stringify(spec);

@@ -19,8 +19,10 @@
  * answered at once: 503 LIMIT_STORE_UNAVAILABLE, or with `allow_degradation` let
  * through under a local counter of the same size.
  */
+import cluster from 'node:cluster';
 import { definePlugin, type AccessResult, type Rejection, type RequestContext } from '../../core/plugin.js';
 import { LocalStore, RedisStore, openStore, type LimitStore, type StoreRef, type WindowResult } from '../../store/index.js';
+import { ClusterStore } from '../../store/cluster.js';
 import { compileKey, type KeyFn } from '../shared/limit-key.js';
 import { storeSpec } from '../shared/limit-store.js';
 import { schema, type LimitCountConfig } from './schema.js';
@@ -32,12 +34,13 @@ const NAME = 'limit-count';
  * store that holds it (local stores are otherwise one per plugin instance). Counted,
  * closed with the last instance.
  */
-const groupStores = new Map<string, { store: LocalStore; users: number }>();
+const groupStores = new Map<string, { store: LimitStore; users: number }>();
 
-function groupStore(name: string): LocalStore {
+/** `shared`: policy local, which a worker of `gateway.workers` asks the primary for (store/cluster.ts). */
+function groupStore(name: string, shared: boolean): LimitStore {
   let g = groupStores.get(name);
   if (!g) {
-    g = { store: new LocalStore(), users: 0 };
+    g = { store: shared && cluster.isWorker ? new ClusterStore() : new LocalStore(), users: 0 };
     groupStores.set(name, g);
   }
   g.users++;
@@ -90,7 +93,7 @@ export default definePlugin<LimitCountConfig, State>({
     const scope = config.group !== undefined ? `group:${config.group}` : pctx.scope;
     // A group's local counter (policy local, or the fallback while Redis is down) is shared by its routes.
     const groupLocal = config.group !== undefined && (!redis || config.allow_degradation) ? `${config.policy}:${config.group}` : undefined;
-    const local = groupLocal !== undefined ? groupStore(groupLocal) : undefined;
+    const local = groupLocal !== undefined ? groupStore(groupLocal, !redis) : undefined;
     return {
       count: config.count,
       windowMs: config.time_window * 1000,
@@ -104,7 +107,7 @@ export default definePlugin<LimitCountConfig, State>({
       ref,
       store: !redis && local ? local : ref.store,
       redis,
-      fallback: redis && config.allow_degradation ? (local ?? new LocalStore()) : undefined,
+      fallback: redis && config.allow_degradation ? (local instanceof LocalStore ? local : new LocalStore()) : undefined,
       groupLocal,
     };
   },

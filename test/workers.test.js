@@ -1,0 +1,114 @@
+/**
+ * `gateway.workers`: `portcullis start` forks workers that share the listening
+ * port; `policy: local` limits stay exact for the instance (the primary holds the
+ * counts); SIGTERM to the primary stops every worker and exits 0.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { closed, config, eventually, openWs, wsUpstream } from './helpers.js';
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+async function openMany(url, n) {
+  return Promise.all(Array.from({ length: n }, () => openWs(url).catch((err) => ({ error: err }))));
+}
+const opened = (rs) => rs.filter((r) => r.ws).map((r) => r.ws);
+async function closeAll(sockets) {
+  await Promise.all(
+    sockets.map(async (ws) => {
+      if (ws.readyState === ws.OPEN) ws.close();
+      await closed(ws);
+    }),
+  );
+}
+
+test('workers: 2 share the port; local limit-conn is exact across them; a dead worker is replaced and its slots released; SIGTERM exits 0', async (t) => {
+  const upstream = await wsUpstream();
+  t.after(() => upstream.close());
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-workers-'));
+  const file = join(dir, 'config.yaml');
+  const yaml = config(
+    upstream.port,
+    `  - id: w
+    uri: /w/*
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      limit-conn: { conn: 5, burst: 0, default_conn_delay: 0.1, policy: local }
+`,
+    '  workers: 2\n  max_pending_handshakes_per_ip: 0',
+  ).replace('log: { level: debug }', 'log: { level: info, access_log: true }');
+  writeFileSync(file, yaml);
+
+  const child = spawn(process.execPath, [CLI, 'start', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => child.exitCode === null && child.kill('SIGKILL'));
+  let stderr = '';
+  let stdout = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  child.stdout.on('data', (d) => (stdout += d));
+  // Both workers listen (each prints its address).
+  const ok = await eventually(() => (stderr.match(/listening on http:\/\/127\.0\.0\.1:\d+/g) ?? []).length >= 2, { tries: 300 });
+  assert.ok(ok, `two workers listening: ${stderr}`);
+  const ports = [...stderr.matchAll(/listening on http:\/\/127\.0\.0\.1:(\d+)/g)].map((m) => m[1]);
+  assert.equal(new Set(ports).size, 1, 'one port shared by the workers');
+  const url = `ws://127.0.0.1:${ports[0]}/w/echo`;
+
+  // Exactly 5 of 20 concurrent handshakes from one key.
+  const first = await openMany(url, 20);
+  const open = opened(first);
+  assert.equal(open.length, 5, JSON.stringify(first.filter((r) => !r.ws).map((r) => r.status ?? String(r.error))));
+  for (const r of first.filter((x) => !x.ws)) assert.equal(r.status, 503);
+  await closeAll(open);
+
+  // The slots come back: 5 more open (released through the primary).
+  const again = await eventually(async () => {
+    const rs = await openMany(url, 20);
+    const o = opened(rs);
+    if (o.length === 5) return o;
+    await closeAll(o);
+    return undefined;
+  }, { tries: 50, every: 50 });
+  assert.ok(again, '5 more open once the first 5 closed');
+  await closeAll(again);
+
+  // Both workers served: access-log lines carry two distinct pids.
+  const pids = await eventually(() => {
+    const s = new Set();
+    for (const line of stdout.split('\n')) {
+      if (!line.includes('"type":"access"')) continue;
+      try {
+        s.add(JSON.parse(line).pid);
+      } catch {}
+    }
+    return s.size >= 2 ? s : undefined;
+  }, { tries: 100, every: 20 });
+  assert.ok(pids, 'two workers served requests');
+  assert.ok(!pids.has(child.pid), 'the primary serves nothing');
+
+  // A worker killed while its connections hold slots: the primary releases them and forks another.
+  const held = opened(await openMany(url, 5));
+  assert.equal(held.length, 5);
+  process.kill([...pids][0], 'SIGKILL');
+  assert.ok(await eventually(() => /died \(signal SIGKILL\), starting another/.test(stderr), { tries: 200 }), stderr);
+  assert.ok(await eventually(() => (stderr.match(/listening on/g) ?? []).length >= 3, { tries: 300 }), `replacement listening: ${stderr}`);
+  await closeAll(held);
+  const after = await eventually(async () => {
+    const rs = await openMany(url, 20);
+    const o = opened(rs);
+    if (o.length === 5) return o;
+    await closeAll(o);
+    return undefined;
+  }, { tries: 50, every: 50 });
+  assert.ok(after, 'the dead worker\'s slots were released');
+  await closeAll(after);
+
+  child.kill('SIGTERM');
+  const [code] = await once(child, 'exit');
+  assert.equal(code, 0, stderr);
+});
