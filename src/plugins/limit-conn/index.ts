@@ -70,12 +70,7 @@ export default definePlugin<LimitConnConfig, State>({
   schema,
 
   init(config, pctx) {
-    let key: KeyFn;
-    try {
-      key = compileKey(config.key_type, config.key);
-    } catch (err) {
-      throw new Error(`key: ${(err as Error).message}`);
-    }
+    const key = compileKey(config.key_type, config.key);
     const spec = storeSpec(config, pctx);
     const ref = openStore(spec);
     const redis = ref.store instanceof RedisStore ? ref.store : undefined;

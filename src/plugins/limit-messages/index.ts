@@ -95,12 +95,7 @@ export default definePlugin<LimitMessagesConfig, State>({
   schema,
 
   init(config, pctx) {
-    let key: KeyFn;
-    try {
-      key = compileKey(config.key_type, config.key);
-    } catch (err) {
-      throw new Error(`key: ${(err as Error).message}`);
-    }
+    const key = compileKey(config.key_type, config.key);
     const perKey = config.scope !== 'connection';
     const spec = storeSpec(config, pctx);
     const ref = perKey ? openStore(spec) : undefined;

@@ -47,12 +47,7 @@ export default definePlugin<LimitReqConfig, State>({
   schema,
 
   init(config, pctx) {
-    let key: KeyFn;
-    try {
-      key = compileKey(config.key_type, config.key);
-    } catch (err) {
-      throw new Error(`key: ${(err as Error).message}`);
-    }
+    const key = compileKey(config.key_type, config.key);
     const ref = openStore(storeSpec(config, pctx));
     const redis = ref.store instanceof RedisStore ? ref.store : undefined;
     return {

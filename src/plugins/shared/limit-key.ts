@@ -68,8 +68,19 @@ export function variable(name: string): Getter {
   );
 }
 
-/** Compile `key_type` + `key`. Throws an Error for a key that cannot work. */
+/**
+ * Compile `key_type` + `key` once at load. Throws an Error (`key: ...`, which the
+ * loader reports at the plugin's path) for a key that cannot work.
+ */
 export function compileKey(keyType: KeyType, key: string): KeyFn {
+  try {
+    return buildKey(keyType, key);
+  } catch (err) {
+    throw new Error(`key: ${(err as Error).message}`);
+  }
+}
+
+function buildKey(keyType: KeyType, key: string): KeyFn {
   if (keyType === 'constant') {
     const value = bounded(key);
     return () => value;
