@@ -37,16 +37,19 @@ import {
   unescapePointer,
 } from './errors.js';
 import type { ConfigIssue, FoundStyle, IssueContext } from './errors.js';
+import { isLoopbackHost } from './net.js';
 import { configSchema } from './schema.js';
 import { checkHost, checkUri } from '../router/router.js';
 import { checkCidr } from '../server/client-ip.js';
 import type {
+  AdminSettings,
   Config,
   ConsumerConfig,
   ConsumerGroup,
   GatewaySettings,
   GlobalRule,
   ListenConfig,
+  MetricsSettings,
   PluginConfigs,
   PluginInstance,
   RouteConfig,
@@ -229,6 +232,8 @@ class Loader implements IssueContext {
     this.#consumerInfos = consumers.map(toConsumerInfo);
     const routes = await this.#routes(root.routes, upstreams, gateway);
     const globalRules = await this.#globalRules(root.global_rules);
+    const admin = await this.#admin(root.admin, gateway);
+    const metrics = await this.#metrics(root.metrics, gateway, admin);
     this.#fail();
 
     return {
@@ -239,6 +244,8 @@ class Loader implements IssueContext {
       consumers,
       consumer_groups: [...groups.values()].map((g) => g.group),
       global_rules: globalRules,
+      ...(admin ? { admin } : {}),
+      metrics: metrics!,
     };
   }
 
@@ -589,12 +596,63 @@ class Loader implements IssueContext {
       handshake_timeout: raw.handshake_timeout as number,
       max_pending_handshakes_per_ip: raw.max_pending_handshakes_per_ip as number,
       shutdown_timeout: raw.shutdown_timeout as number,
+      watch_config: raw.watch_config as boolean,
       workers: raw.workers as GatewaySettings['workers'],
       websocket: { ...(raw.websocket as WebSocketSettings) },
       sse: { ...(raw.sse as SseSettings) },
       log: log as unknown as GatewaySettings['log'],
       custom_plugins: plugins,
       ...(redis ? { redis } : {}),
+    };
+  }
+
+  // ---- admin and metrics ----------------------------------------------------------
+
+  /** One more listener (admin, metrics): TLS files read, and its address distinct from the gateway's. */
+  async #extraListener(raw: Obj, pointer: string, taken: ReadonlyMap<string, string>): Promise<ListenConfig> {
+    const out: ListenConfig = { host: raw.host as string, port: raw.port as number };
+    if (typeof out.host === 'string' && typeof out.port === 'number' && out.port !== 0) {
+      const other = taken.get(`${out.host}:${out.port}`);
+      if (other) this.#add(child(pointer, 'port'), 'a port no other listener uses', `${out.host}:${out.port}, also ${other}`);
+    }
+    if (isObj(raw.tls)) {
+      const tls = await this.#listenTls(raw.tls, child(pointer, 'tls'));
+      if (tls) out.tls = tls;
+    }
+    return out;
+  }
+
+  #takenAddresses(gateway: GatewaySettings | undefined): Map<string, string> {
+    const taken = new Map<string, string>();
+    for (const [i, l] of (gateway?.listen ?? []).entries()) if (l.port !== 0) taken.set(`${l.host}:${l.port}`, `gateway.listen[${i}]`);
+    return taken;
+  }
+
+  async #admin(raw: unknown, gateway: GatewaySettings | undefined): Promise<AdminSettings | undefined> {
+    if (!isObj(raw)) return undefined;
+    const listen = await this.#extraListener(isObj(raw.listen) ? raw.listen : {}, '/admin/listen', this.#takenAddresses(gateway));
+    const key = typeof raw.key === 'string' ? raw.key : undefined;
+    if (key === undefined && typeof listen.host === 'string' && !isLoopbackHost(listen.host)) {
+      this.#add(
+        '/admin',
+        'a `key` (X-API-KEY) for an admin API on a non-loopback address',
+        `admin.listen.host ${listen.host} and no key`,
+        `the admin API would listen on ${listen.host} without a key: set admin.key, or listen on 127.0.0.1`,
+      );
+    }
+    return { listen, ...(key !== undefined ? { key } : {}) };
+  }
+
+  async #metrics(raw: unknown, gateway: GatewaySettings | undefined, admin: AdminSettings | undefined): Promise<MetricsSettings | undefined> {
+    if (!isObj(raw)) return undefined;
+    const taken = this.#takenAddresses(gateway);
+    if (admin && admin.listen.port !== 0) taken.set(`${admin.listen.host}:${admin.listen.port}`, 'admin.listen');
+    const listen = isObj(raw.listen) ? await this.#extraListener(raw.listen, '/metrics/listen', taken) : undefined;
+    return {
+      enabled: raw.enabled as boolean,
+      consumer_label: raw.consumer_label as boolean,
+      max_consumer_labels: raw.max_consumer_labels as number,
+      ...(listen ? { listen } : {}),
     };
   }
 

@@ -157,6 +157,10 @@ const gatewaySchema: Schema = {
       description: 'WebSocket handshakes one client address may have in progress at once (0: no cap); more get 429.',
     },
     shutdown_timeout: seconds('Time connections get to finish on SIGTERM/SIGINT before they are cut.', 10),
+    watch_config: {
+      type: 'boolean', default: false,
+      description: 'Reload when the config file changes (as on SIGHUP): validated first, a bad file keeps the running config.',
+    },
     workers: {
       anyOf: [{ type: 'integer', minimum: 1, maximum: 1024 }, { type: 'string', enum: ['auto'] }],
       default: 1,
@@ -397,6 +401,42 @@ const globalRuleSchema: Schema = {
   },
 };
 
+const adminSchema: Schema = {
+  type: 'object',
+  description: 'The admin API (status, live connections, disconnect, config, reload, /metrics) on its own listener. Absent: no admin API.',
+  additionalProperties: false,
+  properties: {
+    listen: {
+      ...listenSchema,
+      default: { host: '127.0.0.1', port: 9180 },
+      description: 'Where the admin API listens (APISIX\'s admin port 9180 by default). A non-loopback address requires `key`.',
+    },
+    key: {
+      type: 'string', minLength: 16,
+      description: 'Every admin call must send it as X-API-KEY. Required unless the listener is on a loopback address.',
+    },
+  },
+};
+
+const metricsSchema: Schema = {
+  type: 'object',
+  default: {},
+  description: 'Prometheus metrics, served at /metrics on the admin listener and, optionally, on a listener of their own.',
+  additionalProperties: false,
+  properties: {
+    enabled: { type: 'boolean', default: true, description: 'Collect metrics (false: none, /metrics answers 404).' },
+    listen: { ...listenSchema, description: 'A separate, unauthenticated listener serving only /metrics (for a Prometheus scraper).' },
+    consumer_label: {
+      type: 'boolean', default: false,
+      description: 'Add a `consumer` label to per-connection metrics (bounded by max_consumer_labels; the rest count as `other`).',
+    },
+    max_consumer_labels: {
+      type: 'integer', minimum: 1, maximum: 10000, default: 100,
+      description: 'Distinct consumer label values kept; later consumers are counted as `other`.',
+    },
+  },
+};
+
 /** The schema of the whole file. */
 export const configSchema: Schema = {
   type: 'object',
@@ -409,5 +449,7 @@ export const configSchema: Schema = {
     consumers: { type: 'array', items: consumerSchema, default: [], description: 'Consumers and their credentials.' },
     consumer_groups: { type: 'array', items: consumerGroupSchema, default: [], description: 'Consumer groups.' },
     global_rules: { type: 'array', items: globalRuleSchema, default: [], description: 'Plugins applied to every route.' },
+    admin: adminSchema,
+    metrics: metricsSchema,
   },
 };

@@ -80,6 +80,8 @@ export interface GatewaySettings {
   max_pending_handshakes_per_ip: number;
   /** Seconds to let connections finish on SIGTERM/SIGINT before they are cut. */
   shutdown_timeout: number;
+  /** Reload when the config file changes (as on SIGHUP). */
+  watch_config: boolean;
   /** Worker processes sharing the listening ports (1: no cluster; auto: os.availableParallelism()). */
   workers: number | 'auto';
   websocket: WebSocketSettings;
@@ -163,6 +165,23 @@ export interface GlobalRule {
   instances: PluginInstance[];
 }
 
+/** `admin`: the admin API listener. */
+export interface AdminSettings {
+  listen: ListenConfig;
+  /** Sent by every admin call as X-API-KEY; required on a non-loopback listener. */
+  key?: string;
+}
+
+/** `metrics`: Prometheus metrics. */
+export interface MetricsSettings {
+  enabled: boolean;
+  /** A separate listener serving only /metrics. */
+  listen?: ListenConfig;
+  /** Label per-connection metrics with the consumer (bounded). */
+  consumer_label: boolean;
+  max_consumer_labels: number;
+}
+
 export interface Config {
   /** Absolute path of the file it came from, or `<inline>`. */
   source: string;
@@ -172,4 +191,7 @@ export interface Config {
   consumers: ConsumerConfig[];
   consumer_groups: ConsumerGroup[];
   global_rules: GlobalRule[];
+  /** Absent: no admin API. */
+  admin?: AdminSettings;
+  metrics: MetricsSettings;
 }

@@ -46,8 +46,22 @@ export interface MessageRejectedEvent {
   plugin: string | undefined;
 }
 
+/**
+ * A shared store (Redis) failed a command or became unreachable. Published per failure
+ * (metrics count them); the log says so once per interval. Never carries a password.
+ */
+export interface StoreErrorEvent {
+  /** `redis`, `redis-cluster` or `redis-sentinel`. */
+  store: string;
+  /** `host:port` (or the cluster's first node / the sentinel group name), without credentials. */
+  address: string;
+  /** A short label: `timeout`, `connection`, `script`, ... */
+  kind: string;
+}
+
 export const channels = {
   opened: channel('portcullis:connection:opened'),
   finished: channel('portcullis:finished'),
   messageRejected: channel('portcullis:message:rejected'),
+  storeError: channel('portcullis:store:error'),
 } as const;
