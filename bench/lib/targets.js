@@ -32,6 +32,7 @@ import {
   portcullisAuthConfig,
   portcullisAuthLimitConfig,
   portcullisValidatedConfig,
+  portcullisLimitedConfig,
 } from './configs.js';
 import { echoPayload } from './payload.js';
 import { spawnManaged, stopManaged, waitForPort, freePort, rememberTree, lastLines } from './spawn.js';
@@ -102,6 +103,16 @@ export const TARGETS = [
     workloads: ['ws-echo'],
     compareTo: 'portcullis-tunnel',
     about: 'Portcullis, ws route in frame mode: websocket-validator checks every client message against a 6-property JSON Schema (ws-echo-validated)',
+  },
+  {
+    // Issue 6: "a limit check adds no measurable latency to ws-echo". limit-messages
+    // puts the route in frame mode, as the validator does: compare with both.
+    name: 'portcullis-limited',
+    kind: 'portcullis',
+    config: portcullisLimitedConfig,
+    workloads: ['ws-echo'],
+    compareTo: 'portcullis-tunnel',
+    about: 'Portcullis, ws route in frame mode: limit-messages counts every client message in a per-connection bucket (rate 1,000,000/s: never refuses; scope connection, policy local)',
   },
 ];
 

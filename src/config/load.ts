@@ -656,9 +656,26 @@ class Loader implements IssueContext {
     };
   }
 
-  /** `gateway.redis`: the URL must be redis:// or rediss:// with a host (its text is never echoed: it may hold a password). */
+  /**
+   * `gateway.redis`: either `url` (redis:// or rediss:// with a host; its text is never
+   * echoed: it may hold a password), or `sentinels` ("host:port" each) and `master_name`
+   * with the master's credentials and database beside them.
+   */
   #gatewayRedis(raw: unknown, pointer: string): GatewaySettings['redis'] {
-    if (!isObj(raw) || typeof raw.url !== 'string') return undefined;
+    if (!isObj(raw)) return undefined;
+    const hasUrl = raw.url !== undefined;
+    const hasSentinels = raw.sentinels !== undefined;
+    if (hasUrl === hasSentinels) {
+      const found = hasUrl ? 'both url and sentinels' : 'neither url nor sentinels';
+      this.#add(pointer, 'either `url`, or `sentinels` and `master_name`', found, undefined, true);
+      return undefined;
+    }
+    if (hasSentinels) return this.#gatewayRedisSentinel(raw, pointer);
+    const beside = ['master_name', 'username', 'password', 'database', 'sentinel_username', 'sentinel_password'].filter((k) => raw[k] !== undefined);
+    for (const k of beside) {
+      this.#note(child(pointer, k), `${k} goes with sentinels; with url, put credentials and the database in the URL (redis://user:password@host:6379/0)`, true);
+    }
+    if (typeof raw.url !== 'string' || beside.length > 0) return undefined;
     const p = child(pointer, 'url');
     let u: URL | undefined;
     try {
@@ -676,6 +693,43 @@ class Loader implements IssueContext {
       return undefined;
     }
     return { url: raw.url, timeout: raw.timeout as number };
+  }
+
+  /** `gateway.redis` with `sentinels`: each "host:port", and a `master_name`. */
+  #gatewayRedisSentinel(raw: Obj, pointer: string): GatewaySettings['redis'] {
+    if (!Array.isArray(raw.sentinels)) return undefined; // the schema said so
+    const sentinels: { host: string; port: number }[] = [];
+    for (const [i, entry] of raw.sentinels.entries()) {
+      if (typeof entry !== 'string') continue; // the schema said so
+      const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(entry);
+      const port = m ? Number(m[3]) : 0;
+      if (!m || port < 1 || port > 65535) {
+        const p = child(child(pointer, 'sentinels'), i);
+        this.#add(p, '"host:port" such as "10.0.0.5:26379" or "[::1]:26379"', this.describeFound(p, entry, 'value'));
+        continue;
+      }
+      sentinels.push({ host: (m[1] ?? m[2])!, port });
+    }
+    if (typeof raw.master_name !== 'string') {
+      if (raw.master_name === undefined) this.#add(pointer, '`master_name` with `sentinels` (the master group they monitor)', 'no master_name', undefined, true);
+      return undefined;
+    }
+    if (sentinels.length !== raw.sentinels.length) return undefined;
+    const str = (k: string): string | undefined => (typeof raw[k] === 'string' ? (raw[k] as string) : undefined);
+    const username = str('username');
+    const password = str('password');
+    const sentinelUsername = str('sentinel_username');
+    const sentinelPassword = str('sentinel_password');
+    return {
+      sentinels,
+      master_name: raw.master_name,
+      database: typeof raw.database === 'number' ? raw.database : 0,
+      timeout: raw.timeout as number,
+      ...(username !== undefined ? { username } : {}),
+      ...(password !== undefined ? { password } : {}),
+      ...(sentinelUsername !== undefined ? { sentinel_username: sentinelUsername } : {}),
+      ...(sentinelPassword !== undefined ? { sentinel_password: sentinelPassword } : {}),
+    };
   }
 
   /** Read a file named in the config; records an issue and returns undefined when it cannot. */

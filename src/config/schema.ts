@@ -207,11 +207,23 @@ const gatewaySchema: Schema = {
     },
     redis: {
       type: 'object',
-      description: 'The Redis that limit plugins with policy redis use when they set no redis_host: one connection, shared.',
+      description:
+        'The Redis that limit plugins with policy redis use when they set no redis_host (or redis-sentinel, no redis_sentinels): one connection, shared. Either `url`, or `sentinels` and `master_name`.',
       additionalProperties: false,
-      required: ['url'],
       properties: {
         url: { type: 'string', minLength: 1, description: '`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS.' },
+        sentinels: {
+          type: 'array',
+          minItems: 1,
+          items: { type: 'string', minLength: 3, description: '"host:port" ("[v6]:port") of a Redis Sentinel.' },
+          description: 'Instead of `url`: sentinels to ask where the master of `master_name` is.',
+        },
+        master_name: { type: 'string', minLength: 1, description: 'With `sentinels`: the master group they monitor.' },
+        username: { type: 'string', minLength: 1, description: 'With `sentinels`: ACL user for the master (with `url`, put it in the URL).' },
+        password: { type: 'string', minLength: 1, description: 'With `sentinels`: password for the master (with `url`, put it in the URL).' },
+        database: { type: 'integer', minimum: 0, description: 'With `sentinels`: database number (default 0; with `url`, the URL path).' },
+        sentinel_username: { type: 'string', minLength: 1, description: 'With `sentinels`: ACL user for the sentinels, when they require AUTH.' },
+        sentinel_password: { type: 'string', minLength: 1, description: 'With `sentinels`: password for the sentinels, when they require AUTH.' },
         timeout: positiveSeconds('Connect and command timeout; a slower Redis counts as unavailable.', 1),
       },
     },

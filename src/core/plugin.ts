@@ -173,10 +173,30 @@ export interface PluginContext {
   readonly redis: GatewayRedisSettings | undefined;
 }
 
-/** `gateway.redis` as plugins see it. */
-export interface GatewayRedisSettings {
+/** `gateway.redis` as plugins see it: one Redis by URL, or the master Redis Sentinel names (`'url' in r` tells). */
+export type GatewayRedisSettings = GatewayRedisUrl | GatewayRedisSentinel;
+
+export interface GatewayRedisUrl {
   /** `redis://[user:password@]host:port[/db]` or `rediss://...`. */
   readonly url: string;
+  readonly sentinels?: undefined;
+  /** Connect and command timeout, seconds. */
+  readonly timeout: number;
+}
+
+export interface GatewayRedisSentinel {
+  readonly url?: undefined;
+  /** The sentinels to ask where the master is. */
+  readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+  /** The master group they monitor (`sentinel monitor <name> ...`). */
+  readonly master_name: string;
+  /** AUTH for the master. */
+  readonly username?: string;
+  readonly password?: string;
+  readonly database: number;
+  /** AUTH for the sentinels, when they require it. */
+  readonly sentinel_username?: string;
+  readonly sentinel_password?: string;
   /** Connect and command timeout, seconds. */
   readonly timeout: number;
 }

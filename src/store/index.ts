@@ -12,5 +12,5 @@ export type {
 } from './types.js';
 export { StoreUnavailableError } from './types.js';
 export { LocalStore } from './local.js';
-export { RedisStore, OUTAGE_LOG_INTERVAL_MS, type RedisClient, type RedisStoreOptions } from './redis.js';
+export { RedisStore, OUTAGE_LOG_INTERVAL_MS, type RedisClient, type RedisPolicy, type RedisStoreOptions, type StoreErrorKind } from './redis.js';
 export { openStore, openRedisStores, redactUrl, type RedisAddress, type StoreRef, type StoreSpec } from './registry.js';

@@ -1,6 +1,9 @@
 /**
- * The `redis` and `redis-cluster` stores: limit state in Redis, shared by every
- * gateway instance that points at it, each primitive one Lua script (scripts.ts).
+ * The `redis`, `redis-cluster` and `redis-sentinel` stores: limit state in Redis,
+ * shared by every gateway instance that points at it, each primitive one Lua
+ * script (scripts.ts). The three differ only in the ioredis client they are given
+ * (registry.ts); a Sentinel-managed Redis is a plain client that asks the
+ * sentinels where the master is, and asks again after a failover.
  *
  * Connection slots are leases: a member of a per-key sorted set scored by its
  * expiry. This instance refreshes the leases it holds every ttl/3 (one script call
@@ -16,9 +19,14 @@
  * StoreUnavailableError. Reconnection goes on in the background (every second at
  * most) and limits resume by themselves. The outage is logged once per 10 s, not
  * per call, and its end once.
+ *
+ * Every failure is also published on `portcullis:store:error` (channels.storeError:
+ * store, address without credentials, kind), one event per failed call, refused call
+ * or connection error, for metrics to count; nothing is built when nobody listens.
  */
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
+import { channels, type StoreErrorEvent } from '../core/events.js';
 import { SCRIPTS } from './scripts.js';
 import {
   StoreUnavailableError,
@@ -52,10 +60,26 @@ const ORPHAN_RETRY_MS = 500;
 /** Members per refresh or removal call. */
 const BATCH = 500;
 
+export type RedisPolicy = 'redis' | 'redis-cluster' | 'redis-sentinel';
+
+/**
+ * What a store-error event says went wrong: `connection` (the client lost or could
+ * not make its connection, or no sentinel answered), `timeout` (a command got no
+ * answer in time), `command` (Redis answered with an error: a script error,
+ * READONLY, ...), `unavailable` (a call refused at once, without being sent, while
+ * Redis is down or just timed out).
+ */
+export type StoreErrorKind = 'connection' | 'timeout' | 'command' | 'unavailable';
+
 export interface RedisStoreOptions {
-  policy: 'redis' | 'redis-cluster';
+  policy: RedisPolicy;
   /** The address for logs, without credentials. */
   label: string;
+  /**
+   * The address in store-error events, without credentials: `host:port`, a cluster's
+   * first node, a Sentinel master group's name (default: the label).
+   */
+  address?: string;
   /** Prefix of every key (default `portcullis:`). */
   prefix?: string;
   /** How long calls fail at once after a command timed out, ms (default 1000). */
@@ -70,8 +94,9 @@ interface Held {
 }
 
 export class RedisStore implements LimitStore {
-  readonly policy: 'redis' | 'redis-cluster';
+  readonly policy: RedisPolicy;
   readonly label: string;
+  readonly #address: string;
   readonly #client: Client;
   readonly #prefix: string;
   readonly #cooldownMs: number;
@@ -101,12 +126,16 @@ export class RedisStore implements LimitStore {
   constructor(client: RedisClient, opts: RedisStoreOptions) {
     this.policy = opts.policy;
     this.label = opts.label;
+    this.#address = opts.address ?? opts.label;
     this.#prefix = opts.prefix ?? 'portcullis:';
     this.#cooldownMs = opts.cooldownMs ?? 1000;
     this.#connectWaitMs = opts.connectWaitMs ?? 1000;
     for (const [name, def] of Object.entries(SCRIPTS)) client.defineCommand(name, def);
     this.#client = client as Client;
-    client.on('error', (err: Error) => this.#outage(err));
+    client.on('error', (err: Error) => {
+      this.#publish('connection');
+      this.#outage(err);
+    });
     client.on('ready', () => this.#ready());
   }
 
@@ -235,6 +264,7 @@ export class RedisStore implements LimitStore {
     }
     if (!this.#usable()) {
       const err = new StoreUnavailableError(`${this.label}: redis ${status === 'ready' ? 'timed out recently' : status}`);
+      this.#publish('unavailable');
       this.#outage(err);
       return Promise.reject(err);
     }
@@ -281,13 +311,23 @@ export class RedisStore implements LimitStore {
 
   #failed(err: unknown): StoreUnavailableError {
     const msg = err instanceof Error ? err.message : String(err);
-    if (/timed out/i.test(msg)) this.#coolUntil = Date.now() + this.#cooldownMs;
+    const timedOut = /timed out/i.test(msg);
+    if (timedOut) this.#coolUntil = Date.now() + this.#cooldownMs;
+    // ioredis names an error Redis answered with (a script error, READONLY, NOSCRIPT) ReplyError.
+    this.#publish(timedOut ? 'timeout' : err instanceof Error && err.name === 'ReplyError' ? 'command' : 'connection');
     const e = err instanceof StoreUnavailableError ? err : new StoreUnavailableError(`${this.label}: ${msg}`, { cause: err });
     this.#outage(e);
     return e;
   }
 
   // ---- outage reporting ---------------------------------------------------------
+
+  /** One store-error event (metrics count them); free when nobody subscribed. */
+  #publish(kind: StoreErrorKind): void {
+    if (this.#closed || !channels.storeError.hasSubscribers) return;
+    const ev: StoreErrorEvent = { store: this.policy, address: this.#address, kind };
+    channels.storeError.publish(ev);
+  }
 
   #outage(err: unknown): void {
     if (this.#closed) return;

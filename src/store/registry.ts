@@ -47,6 +47,21 @@ export type StoreSpec =
       readonly tls?: boolean;
       readonly tlsVerify?: boolean;
       readonly timeoutMs: number;
+    }
+  | {
+      readonly policy: 'redis-sentinel';
+      /** Sentinels to ask where the master is (any that answers will do; more are learnt from it). */
+      readonly sentinels: readonly RedisAddress[];
+      /** The master group the sentinels monitor (`sentinel monitor <name> ...`; APISIX's redis_master_name). */
+      readonly masterName: string;
+      /** For the master (AUTH). */
+      readonly username?: string;
+      readonly password?: string;
+      readonly database?: number;
+      /** For the sentinels, when they require AUTH themselves. */
+      readonly sentinelUsername?: string;
+      readonly sentinelPassword?: string;
+      readonly timeoutMs: number;
     };
 
 /** A store and the way to let go of it. `release()` is idempotent. */
@@ -112,12 +127,15 @@ function common(timeoutMs: number): RedisOptions {
 
 function createRedisStore(spec: Exclude<StoreSpec, { policy: 'local' }>): RedisStore {
   const tls = (on: boolean | undefined, verify: boolean | undefined): RedisOptions => (on ? { tls: { rejectUnauthorized: verify !== false } } : {});
+  if (spec.policy === 'redis-sentinel') return createSentinelStore(spec);
   if (spec.policy === 'redis') {
     let client: Redis;
     let label: string;
+    let address: string;
     if (spec.url !== undefined) {
       client = new Redis(spec.url, { ...common(spec.timeoutMs), ...(spec.url.startsWith('rediss:') ? tls(true, spec.tlsVerify) : {}) });
       label = redactUrl(spec.url);
+      address = urlAddress(spec.url);
     } else {
       const opts: RedisOptions = {
         ...common(spec.timeoutMs),
@@ -129,9 +147,10 @@ function createRedisStore(spec: Exclude<StoreSpec, { policy: 'local' }>): RedisS
         ...tls(spec.tls, spec.tlsVerify),
       };
       client = new Redis(opts);
-      label = `${spec.tls ? 'rediss' : 'redis'}://${hostPort(opts.host!, opts.port!)}/${opts.db}`;
+      address = hostPort(opts.host!, opts.port!);
+      label = `${spec.tls ? 'rediss' : 'redis'}://${address}/${opts.db}`;
     }
-    return new RedisStore(client, { policy: 'redis', label, connectWaitMs: spec.timeoutMs });
+    return new RedisStore(client, { policy: 'redis', label, address, connectWaitMs: spec.timeoutMs });
   }
   const { lazyConnect, enableOfflineQueue, enableAutoPipelining, retryStrategy, ...node } = common(spec.timeoutMs);
   void retryStrategy;
@@ -153,7 +172,49 @@ function createRedisStore(spec: Exclude<StoreSpec, { policy: 'local' }>): RedisS
     opts,
   );
   const label = `redis-cluster${spec.name ? ` ${spec.name}` : ''} (${spec.nodes.map((n) => hostPort(n.host, n.port)).join(', ')})`;
-  return new RedisStore(client, { policy: 'redis-cluster', label, connectWaitMs: spec.timeoutMs });
+  const first = spec.nodes[0];
+  const address = first ? hostPort(first.host, first.port) : label;
+  return new RedisStore(client, { policy: 'redis-cluster', label, address, connectWaitMs: spec.timeoutMs });
+}
+
+/**
+ * A Redis whose master the sentinels name: the same client options as the plain
+ * store (no offline queue, command and connect timeouts, lazy, the same retry
+ * strategy), so an outage behaves the same. The client asks the sentinels for the
+ * master on every (re)connection, checks the role it finds, subscribes to
+ * `+switch-master` to move as soon as a failover ends, and reconnects when a write
+ * meets a demoted master (READONLY).
+ */
+function createSentinelStore(spec: Extract<StoreSpec, { policy: 'redis-sentinel' }>): RedisStore {
+  const opts: RedisOptions = {
+    ...common(spec.timeoutMs),
+    sentinels: spec.sentinels.map((a) => ({ host: a.host, port: a.port })),
+    name: spec.masterName,
+    role: 'master',
+    db: spec.database ?? 0,
+    ...(spec.username !== undefined ? { username: spec.username } : {}),
+    ...(spec.password !== undefined ? { password: spec.password } : {}),
+    ...(spec.sentinelUsername !== undefined ? { sentinelUsername: spec.sentinelUsername } : {}),
+    ...(spec.sentinelPassword !== undefined ? { sentinelPassword: spec.sentinelPassword } : {}),
+    sentinelCommandTimeout: spec.timeoutMs,
+    sentinelRetryStrategy: retry,
+    // Subscribed to +switch-master on the sentinels: reconnect to the new master at once.
+    failoverDetector: true,
+    // A write that reaches a master turned replica: reconnect (and ask the sentinels again), do not resend.
+    reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 1 : false),
+  };
+  const label = `redis-sentinel ${spec.masterName} (${spec.sentinels.map((a) => hostPort(a.host, a.port)).join(', ')})/${opts.db}`;
+  return new RedisStore(new Redis(opts), { policy: 'redis-sentinel', label, address: spec.masterName, connectWaitMs: spec.timeoutMs });
+}
+
+/** `host:port` of a redis:// URL, for store-error events (never its credentials). */
+function urlAddress(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || '6379'}`;
+  } catch {
+    return 'redis (unparsable url)';
+  }
 }
 
 function hostPort(host: string, port: number): string {

@@ -1,8 +1,8 @@
 /**
  * Shared limit state: the one interface every limit plugin talks to, whatever
- * holds the state (`local`: this process; `redis` / `redis-cluster`: a Redis
- * shared by every gateway instance). Both implementations pass the same test
- * suite (test/store.test.js).
+ * holds the state (`local`: this process; `redis`, `redis-cluster`,
+ * `redis-sentinel`: a Redis shared by every gateway instance). Both
+ * implementations pass the same test suite (test/store.test.js).
  *
  * Every operation is atomic for its key: on Redis it is one Lua script. The
  * local store answers synchronously (a plain value); the Redis store answers
@@ -21,7 +21,7 @@
 
 export type MaybePromise<T> = T | Promise<T>;
 
-export type StorePolicy = 'local' | 'redis' | 'redis-cluster';
+export type StorePolicy = 'local' | 'redis' | 'redis-cluster' | 'redis-sentinel';
 
 /** A held connection slot. Give it back with releaseSlot(), as often as you like: only the first counts. */
 export interface Lease {
