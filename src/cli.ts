@@ -11,6 +11,7 @@ import type { Config } from './config/types.js';
 import { Gateway } from './server/gateway.js';
 import { createRegistry } from './plugins/index.js';
 import { serveClusterStores } from './store/cluster.js';
+import { serveAdminRelay } from './admin/index.js';
 import { VERSION } from './version.js';
 
 const HELP = `portcullis ${VERSION} - a security gateway for WebSocket and Server-Sent Events
@@ -34,9 +35,9 @@ function usage(message: string): never {
   process.exit(2);
 }
 
-async function load(file: string): Promise<Config> {
+async function load(file: string, registry = createRegistry()): Promise<Config> {
   try {
-    return await loadConfigFile(file, { registry: createRegistry() });
+    return await loadConfigFile(file, { registry });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`portcullis: ${err.message}\n`);
@@ -47,13 +48,18 @@ async function load(file: string): Promise<Config> {
   }
 }
 
+/** What SIGHUP does: nothing until the gateway (or the cluster primary) runs; its default would end the process. */
+let onHup = (): void => {};
+
 async function start(file: string): Promise<void> {
-  const config = await load(file);
+  process.on('SIGHUP', () => onHup());
+  const registry = createRegistry();
+  const config = await load(file, registry);
   const workers = config.gateway.workers === 'auto' ? availableParallelism() : config.gateway.workers;
   if (workers > 1 && cluster.isPrimary) return primary(workers);
   let gw: Gateway;
   try {
-    gw = await Gateway.start(config);
+    gw = await Gateway.start(config, { registry });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EACCES' ? 'permission denied' : e.message;
@@ -83,15 +89,29 @@ async function start(file: string): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // The gateway logs the outcome too (one line per reload, or the refused file's problems).
+  onHup = (): void => {
+    if (stopping) return;
+    process.stderr.write(`portcullis: SIGHUP, reloading ${file}\n`);
+    gw.reloadFile().then(
+      (r) => {
+        const routes = `${r.routes.added.length} added, ${r.routes.removed.length} removed, ${r.routes.changed.length} changed`;
+        process.stderr.write(`portcullis: reloaded (routes: ${routes}; closed: ${r.closed.route_changed} route changed, ${r.closed.revoked} revoked)\n`);
+      },
+      (err: unknown) => process.stderr.write(`portcullis: reload refused, the running config stays: ${(err as Error).message}\n`),
+    );
+  };
 }
 
 /**
  * `gateway.workers` > 1: fork the workers (each runs the gateway; cluster shares
  * the listening ports), answer their `local` store requests, replace a worker that
- * dies, and pass SIGTERM/SIGINT on; exit when every worker has exited.
+ * dies, and pass SIGTERM/SIGINT/SIGHUP on; exit when every worker has exited.
  */
 function primary(n: number): void {
   const closeStores = serveClusterStores();
+  // Admin calls reach every worker through here (and the workers share one revoke-channel id).
+  serveAdminRelay();
   let stopping = false;
   let failed = false;
   const listened = new Set<number>();
@@ -137,6 +157,12 @@ function primary(n: number): void {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Each worker re-reads the file itself; one still starting reads the new file anyway.
+  onHup = (): void => {
+    if (stopping) return;
+    process.stderr.write(`portcullis: SIGHUP, reloading ${listened.size} workers\n`);
+    for (const w of live.values()) if (listened.has(w.id)) w.process.kill('SIGHUP');
+  };
   for (let i = 0; i < n; i++) fork();
 }
 

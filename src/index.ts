@@ -1,5 +1,7 @@
 /** The public API. Re-exports only. */
 export { Gateway, Runtime, type GatewayOptions, type ListenerAddress } from './server/gateway.js';
+export type { ReloadReport } from './server/reload.js';
+export type { RevokeFilter, ProcessStatus } from './admin/index.js';
 export { definePlugin } from './core/plugin.js';
 export type {
   PluginDefinition,

@@ -37,6 +37,7 @@ import {
   unescapePointer,
 } from './errors.js';
 import type { ConfigIssue, FoundStyle, IssueContext } from './errors.js';
+import { fixedSettingsChanged, deepEqual, sameConsumers } from './compare.js';
 import { isLoopbackHost } from './net.js';
 import { configSchema } from './schema.js';
 import { checkHost, checkUri } from '../router/router.js';
@@ -58,12 +59,90 @@ import type {
   UpstreamNode,
   WebSocketSettings,
 } from './types.js';
-import type { ConsumerInfo } from '../core/plugin.js';
+import type { ConsumerInfo, PluginContext, PluginDefinition } from '../core/plugin.js';
 
 export interface LoadOptions {
   registry: PluginRegistry;
   /** Variables for `${NAME}`; default process.env. */
   env?: Record<string, string | undefined>;
+  /**
+   * The config running now, when loading its replacement (hot reload). A plugin
+   * instance whose definition, scope, config and init context (config directory,
+   * gateway.redis, and the consumers when its init() read them) are unchanged is
+   * carried over, state included (limit counters survive), instead of running
+   * init() again. Settings a reload cannot change are refused with their position.
+   */
+  previous?: Config;
+}
+
+/** What a plugin instance's init() was given, to decide whether a reload may carry it over. */
+interface InitMeta {
+  readonly scope: string;
+  readonly dir: string;
+  readonly redis: GatewaySettings['redis'];
+  /** The consumers array, when init() read it. */
+  consumers: readonly ConsumerInfo[] | undefined;
+}
+
+const initMeta = new WeakMap<PluginInstance, InitMeta>();
+
+/** Every plugin instance of a config, each once (consumers also list their group's). */
+export function configInstances(config: Config): Set<PluginInstance> {
+  const all = new Set<PluginInstance>();
+  for (const r of config.routes) for (const i of r.instances) all.add(i);
+  for (const g of config.global_rules) for (const i of g.instances) all.add(i);
+  for (const c of config.consumers) for (const i of c.instances) all.add(i);
+  for (const g of config.consumer_groups) for (const i of g.instances) all.add(i);
+  return all;
+}
+
+/**
+ * For a config loaded without `previous` (or against an older config): put the
+ * previous config's instances in place of the fresh ones they equal (definition,
+ * scope, config and init context, as `previous` would have carried them over), so
+ * their state survives. Mutates `next`'s instance lists; returns the displaced
+ * fresh instances, which the caller disposes.
+ */
+export function adoptInstances(next: Config, previous: Config): PluginInstance[] {
+  const old = new Map<string, PluginInstance>();
+  for (const inst of configInstances(previous)) {
+    const meta = initMeta.get(inst);
+    if (meta) old.set(`${meta.scope}\n${inst.name}`, inst);
+  }
+  const swap = new Map<PluginInstance, PluginInstance>();
+  for (const inst of configInstances(next)) {
+    const m = initMeta.get(inst);
+    const o = m ? old.get(`${m.scope}\n${inst.name}`) : undefined;
+    const om = o ? initMeta.get(o) : undefined;
+    if (!m || !o || !om || o === inst) continue;
+    if (o.def !== inst.def || !deepEqual(o.config, inst.config) || om.dir !== m.dir || !deepEqual(om.redis, m.redis)) continue;
+    const consumersSame = om.consumers === undefined ? m.consumers === undefined : m.consumers !== undefined && sameConsumers(om.consumers, m.consumers);
+    if (consumersSame) swap.set(inst, o);
+  }
+  if (swap.size === 0) return [];
+  const replace = (list: PluginInstance[]): void => {
+    for (let i = 0; i < list.length; i++) list[i] = swap.get(list[i]!) ?? list[i]!;
+  };
+  for (const r of next.routes) replace(r.instances);
+  for (const g of next.global_rules) replace(g.instances);
+  for (const c of next.consumers) replace(c.instances);
+  for (const g of next.consumer_groups) replace(g.instances);
+  return [...swap.keys()];
+}
+
+/** Run each instance's dispose once; failures are reported, never thrown. */
+export async function disposeInstances(instances: Iterable<PluginInstance>, fail: (inst: PluginInstance, err: unknown) => void): Promise<void> {
+  const waits: Promise<void>[] = [];
+  for (const inst of instances) {
+    if (!inst.def.dispose) continue;
+    try {
+      const r = inst.def.dispose(inst.state);
+      if (r) waits.push(r.catch((err: unknown) => fail(inst, err)));
+    } catch (err) {
+      fail(inst, err);
+    }
+  }
+  await Promise.all(waits);
 }
 
 /** Read and load a config file. Throws ConfigError, and nothing else. */
@@ -182,6 +261,11 @@ class Loader implements IssueContext {
   readonly #env: Env;
   readonly #registry: PluginRegistry;
   #consumerInfos: readonly ConsumerInfo[] = [];
+  readonly #previous: Config | undefined;
+  /** Instances of the previous config by `scope` + name, candidates to carry over. */
+  readonly #reusable = new Map<string, PluginInstance>();
+  /** Instances init()ed by this load: disposed if the load fails. */
+  readonly #created: PluginInstance[] = [];
   /** `gateway.redis`, for plugins' init(). */
   #redis: GatewaySettings['redis'];
   readonly #issues: ConfigIssue[] = [];
@@ -204,9 +288,26 @@ class Loader implements IssueContext {
     }
     this.#env = opts.env ?? process.env;
     this.#registry = opts.registry;
+    this.#previous = opts.previous;
+    if (opts.previous) {
+      for (const inst of configInstances(opts.previous)) {
+        const meta = initMeta.get(inst);
+        if (meta) this.#reusable.set(`${meta.scope}\n${inst.name}`, inst);
+      }
+    }
   }
 
   async load(text: string): Promise<Config> {
+    try {
+      return await this.#load(text);
+    } catch (err) {
+      // Whatever init() opened for a config that will never run (a store, a timer) is let go.
+      await disposeInstances(this.#created, () => {});
+      throw err;
+    }
+  }
+
+  async #load(text: string): Promise<Config> {
     const root = this.#parse(text);
     // YAML errors stop here; environment issues are reported with everything else.
     if (root === undefined) this.#fail();
@@ -236,7 +337,7 @@ class Loader implements IssueContext {
     const metrics = await this.#metrics(root.metrics, gateway, admin);
     this.#fail();
 
-    return {
+    const config: Config = {
       source: this.#source,
       gateway: gateway!,
       upstreams: [...upstreams.values()].map((u) => u.upstream),
@@ -247,6 +348,11 @@ class Loader implements IssueContext {
       ...(admin ? { admin } : {}),
       metrics: metrics!,
     };
+    if (this.#previous) {
+      for (const f of fixedSettingsChanged(this.#previous, config)) this.#note(f.pointer, f.message);
+      this.#fail();
+    }
+    return config;
   }
 
   // ---- issues ---------------------------------------------------------------
@@ -584,6 +690,13 @@ class Loader implements IssueContext {
     const log = isObj(raw.log) ? { ...raw.log } : {};
     if (typeof log.destination === 'string' && log.destination !== 'stdout' && log.destination !== 'stderr') {
       log.destination = resolve(this.#dir, log.destination);
+    }
+    if (isObj(log.access_log)) {
+      const access = { ...log.access_log };
+      if (typeof access.destination === 'string' && access.destination !== 'stdout' && access.destination !== 'stderr') {
+        access.destination = resolve(this.#dir, access.destination);
+      }
+      log.access_log = access;
     }
 
     return {
@@ -1041,10 +1154,31 @@ class Loader implements IssueContext {
       }
       if (!this.#validate(entry.validate, config, p, entry.def.schema)) continue;
       configs[name] = config;
+      if (!init) {
+        instances.push({ name, def: entry.def, config, state: config });
+        continue;
+      }
+      const carried = this.#carryOver(scope, name, entry.def, config);
+      if (carried) {
+        instances.push(carried);
+        continue;
+      }
+      const meta: InitMeta = { scope, dir: this.#dir, redis: this.#redis, consumers: undefined };
       let state: unknown = config;
-      if (init && entry.def.init) {
+      if (entry.def.init) {
+        const consumers = this.#consumerInfos;
+        const pctx: PluginContext = {
+          configDir: this.#dir,
+          scope,
+          redis: this.#redis,
+          // Noted when read: such an instance is carried over a reload only if the consumers are unchanged.
+          get consumers() {
+            meta.consumers = consumers;
+            return consumers;
+          },
+        };
         try {
-          state = entry.def.init(config, { configDir: this.#dir, consumers: this.#consumerInfos, scope, redis: this.#redis });
+          state = entry.def.init(config, pctx);
           if (state && typeof (state as PromiseLike<unknown>).then === 'function') state = await state;
         } catch (err) {
           const why = oneLine(err instanceof Error ? err.message : String(err));
@@ -1052,10 +1186,27 @@ class Loader implements IssueContext {
           continue;
         }
       }
-      instances.push({ name, def: entry.def, config, state });
+      const inst: PluginInstance = { name, def: entry.def, config, state };
+      initMeta.set(inst, meta);
+      this.#created.push(inst);
+      instances.push(inst);
     }
     instances.sort((a, b) => b.def.priority - a.def.priority || a.name.localeCompare(b.name));
     return { configs, instances };
+  }
+
+  /**
+   * The previous config's instance of plugin `name` at `scope`, when it may serve
+   * this config unchanged: same definition and config, and init() would be given
+   * the same context (directory, gateway.redis, and consumers if it read them).
+   */
+  #carryOver(scope: string, name: string, def: PluginDefinition, config: Record<string, unknown>): PluginInstance | undefined {
+    const prev = this.#reusable.get(`${scope}\n${name}`);
+    if (!prev || prev.def !== def || !deepEqual(prev.config, config)) return undefined;
+    const meta = initMeta.get(prev);
+    if (!meta || meta.dir !== this.#dir || !deepEqual(meta.redis, this.#redis)) return undefined;
+    if (meta.consumers && !sameConsumers(meta.consumers, this.#consumerInfos)) return undefined;
+    return prev;
   }
 
   // ---- consumers and global rules -----------------------------------------------

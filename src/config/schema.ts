@@ -196,7 +196,26 @@ const gatewaySchema: Schema = {
           type: 'string', minLength: 1, default: 'stdout',
           description: '`stdout`, `stderr`, or a file path (relative to the config file).',
         },
-        access_log: { type: 'boolean', default: true, description: 'Write one access-log line per request or connection.' },
+        access_log: {
+          type: ['boolean', 'object'],
+          default: true,
+          description:
+            'Write one access-log line per request or connection: true/false, or a mapping giving its own destination and level.',
+          additionalProperties: false,
+          properties: {
+            enabled: { type: 'boolean', default: true, description: 'Write access-log lines.' },
+            destination: {
+              type: 'string', minLength: 1,
+              description: '`stdout`, `stderr`, or a file path (relative to the config file). Default: the main log\'s destination.',
+            },
+            level: {
+              type: 'string',
+              enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'],
+              default: 'info',
+              description: 'The level access lines are written at (in the main log, gateway.log.level still filters them).',
+            },
+          },
+        },
       },
     },
     custom_plugins: {

@@ -60,7 +60,17 @@ export interface LogSettings {
   level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** `stdout`, `stderr`, or a file path. */
   destination: string;
-  access_log: boolean;
+  /** `true`/`false` as written, or a mapping (defaults applied, a file path made absolute). */
+  access_log: boolean | AccessLogSettings;
+}
+
+/** `gateway.log.access_log` in its mapping form. */
+export interface AccessLogSettings {
+  enabled: boolean;
+  /** `stdout`, `stderr`, or a file path; absent: the main log's destination. */
+  destination?: string;
+  /** The level access lines are written at. */
+  level: Exclude<LogSettings['level'], 'silent'>;
 }
 
 export interface GatewaySettings {

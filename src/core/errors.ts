@@ -73,8 +73,18 @@ export const ERRORS = {
   PLUGIN_ERROR: { status: 500, close: 1011, message: 'Internal error' },
   INTERNAL_ERROR: { status: 500, close: 1011, message: 'Internal error' },
   SHUTTING_DOWN: { status: 503, close: 1001, message: 'Gateway is shutting down' },
+  ROUTE_CHANGED: { status: 503, close: 1012, message: 'Configuration changed; reconnect' },
   REQUEST_TIMEOUT: { status: 408, close: 1001, message: 'Request timeout' },
   HEADERS_TOO_LARGE: { status: 431, close: 1009, message: 'Request header fields too large' },
+
+  // Admin API (answers on the admin listener; never on a proxied connection)
+  ADMIN_UNAUTHORIZED: { status: 401, close: 1008, message: 'Missing or invalid admin API key' },
+  ADMIN_NOT_FOUND: { status: 404, close: 1008, message: 'No such admin endpoint' },
+  ADMIN_METHOD_NOT_ALLOWED: { status: 405, close: 1008, message: 'Method not allowed on this admin endpoint' },
+  ADMIN_BAD_REQUEST: { status: 400, close: 1008, message: 'Bad admin request' },
+  ADMIN_BODY_TOO_LARGE: { status: 413, close: 1009, message: 'Request body too large' },
+  ADMIN_UNAVAILABLE: { status: 503, close: 1013, message: 'Admin operation unavailable; retry later' },
+  CONFIG_INVALID: { status: 400, close: 1008, message: 'Invalid config' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -59,9 +59,27 @@ export interface StoreErrorEvent {
   kind: string;
 }
 
+/**
+ * The gateway connected to an upstream node for a request or connection: how long
+ * the TCP (and TLS) connect took and, for a WebSocket, the upstream handshake (from
+ * writing the upgrade request to a valid 101). Published once per new upstream
+ * connection (a reused keep-alive connection publishes nothing).
+ */
+export interface UpstreamConnectedEvent {
+  source: object;
+  routeId: string;
+  upstreamId: string;
+  protocol: 'websocket' | 'http';
+  /** TCP (and TLS) connect of the node that answered, seconds. */
+  connectSeconds: number;
+  /** WebSocket only: the upgrade request written to the upstream's valid 101, seconds. */
+  handshakeSeconds?: number;
+}
+
 export const channels = {
   opened: channel('portcullis:connection:opened'),
   finished: channel('portcullis:finished'),
   messageRejected: channel('portcullis:message:rejected'),
   storeError: channel('portcullis:store:error'),
+  upstreamConnected: channel('portcullis:upstream:connected'),
 } as const;

@@ -113,9 +113,10 @@ export class Pipeline {
   /**
    * Run one request phase for every plugin that has it. Returns the first
    * rejection, or undefined. A throwing plugin becomes a PLUGIN_ERROR rejection.
+   * The plugin that rejected is recorded in `summary.rejectedBy` when given.
    */
-  runPhase(phase: Phase, ctx: RequestContext): Rejection | undefined | Promise<Rejection | undefined> {
-    return this.#runFrom(phase === 'rewrite' ? this.#rewriteSteps : this.#accessSteps, 0, ctx);
+  runPhase(phase: Phase, ctx: RequestContext, summary?: ConnectionSummary): Rejection | undefined | Promise<Rejection | undefined> {
+    return this.#runFrom(phase === 'rewrite' ? this.#rewriteSteps : this.#accessSteps, 0, ctx, summary);
   }
 
   /**
@@ -137,7 +138,12 @@ export class Pipeline {
     return p;
   }
 
-  #runFrom(steps: readonly PluginInstance[], start: number, ctx: RequestContext): Rejection | undefined | Promise<Rejection | undefined> {
+  #runFrom(
+    steps: readonly PluginInstance[],
+    start: number,
+    ctx: RequestContext,
+    summary: ConnectionSummary | undefined,
+  ): Rejection | undefined | Promise<Rejection | undefined> {
     const phase: Phase = steps === this.#rewriteSteps ? 'rewrite' : 'access';
     for (let i = start; i < steps.length; i++) {
       const inst = steps[i]!;
@@ -145,15 +151,15 @@ export class Pipeline {
       try {
         result = inst.def[phase]!(ctx, inst.state);
       } catch (err) {
-        return pluginFailure(inst, phase, err);
+        return rejectedBy(summary, inst, pluginFailure(inst, phase, err));
       }
       if (isPromise(result)) {
         return result.then(
-          (r) => (r ? r : this.#runFrom(steps, i + 1, ctx)),
-          (err: unknown) => pluginFailure(inst, phase, err),
+          (r) => (r ? rejectedBy(summary, inst, r) : this.#runFrom(steps, i + 1, ctx, summary)),
+          (err: unknown) => rejectedBy(summary, inst, pluginFailure(inst, phase, err)),
         );
       }
-      if (result) return result;
+      if (result) return rejectedBy(summary, inst, result);
     }
     return undefined;
   }
@@ -161,11 +167,12 @@ export class Pipeline {
   /**
    * Pass one complete message through every message plugin, in priority order for
    * client messages and reversed for upstream messages. A replace verdict hands
-   * the new message to the next plugin; drop and close stop the chain.
+   * the new message to the next plugin; drop and close stop the chain. The plugin
+   * of a close verdict is recorded in `summary.rejectedBy` when given.
    */
-  runMessage(msg: Message, ctx: RequestContext): MessageVerdict | Promise<MessageVerdict> {
+  runMessage(msg: Message, ctx: RequestContext, summary?: ConnectionSummary): MessageVerdict | Promise<MessageVerdict> {
     const chain = msg.direction === 'client' ? this.#clientMessage : this.#upstreamMessage;
-    return runMessageFrom(chain, 0, msg, ctx, undefined);
+    return runMessageFrom(chain, 0, msg, ctx, undefined, summary);
   }
 
   /**
@@ -205,6 +212,7 @@ function runMessageFrom(
   msg: Message,
   ctx: RequestContext,
   replaced: MessageVerdict,
+  summary: ConnectionSummary | undefined,
 ): MessageVerdict | Promise<MessageVerdict> {
   let current = msg;
   let outcome = replaced;
@@ -214,21 +222,21 @@ function runMessageFrom(
     try {
       verdict = inst.def.message!(current, ctx, inst.state);
     } catch (err) {
-      return messagePluginFailure(inst, err);
+      return closedBy(summary, inst, messagePluginFailure(inst, err));
     }
     if (isPromise(verdict)) {
       const at = current;
       return verdict.then(
         (v) => {
           const next = applyVerdict(v, at);
-          if (next === STOP) return v;
-          return runMessageFrom(chain, i + 1, next ?? at, ctx, next ? v : outcome);
+          if (next === STOP) return closedBy(summary, inst, v);
+          return runMessageFrom(chain, i + 1, next ?? at, ctx, next ? v : outcome, summary);
         },
-        (err: unknown) => messagePluginFailure(inst, err),
+        (err: unknown) => closedBy(summary, inst, messagePluginFailure(inst, err)),
       );
     }
     const next = applyVerdict(verdict, current);
-    if (next === STOP) return verdict;
+    if (next === STOP) return closedBy(summary, inst, verdict);
     if (next) {
       current = next;
       outcome = verdict;
@@ -278,6 +286,18 @@ function applyVerdict(v: MessageVerdict, msg: Message): Message | typeof STOP | 
     return new WsMessage(msg.direction, data, v.binary ?? msg.binary);
   }
   return STOP;
+}
+
+/** Records which plugin rejected (for metrics and the access log); returns the rejection. */
+function rejectedBy(summary: ConnectionSummary | undefined, inst: PluginInstance, r: Rejection): Rejection {
+  if (summary) summary.rejectedBy = inst.name;
+  return r;
+}
+
+/** Records the plugin of a close verdict (a drop ends nothing); returns the verdict. */
+function closedBy(summary: ConnectionSummary | undefined, inst: PluginInstance, v: MessageVerdict): MessageVerdict {
+  if (summary && v && v.action === 'close') summary.rejectedBy = inst.name;
+  return v;
 }
 
 function pluginFailure(inst: PluginInstance, phase: string, err: unknown): Rejection {

@@ -154,6 +154,12 @@ export interface ConnectionSummary {
   closedBy?: 'client' | 'upstream' | 'gateway';
   /** Catalogue code when the gateway rejected or cut the request. */
   error?: string;
+  /**
+   * The plugin whose verdict ended it (a rejection in rewrite/access, a close verdict
+   * on a message, a size limit it set), set by the pipeline; absent when the gateway
+   * itself refused or nothing was refused.
+   */
+  rejectedBy?: string;
 }
 
 export type MaybePromise<T> = T | Promise<T>;

@@ -5,7 +5,7 @@
  */
 import type { RouteConfig } from '../config/types.js';
 import type { ErrorCode } from '../core/errors.js';
-import { channels, type FinishedEvent, type OpenedEvent } from '../core/events.js';
+import { channels, type FinishedEvent, type OpenedEvent, type UpstreamConnectedEvent } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import type { Pipeline } from '../core/pipeline.js';
 import type { ConnectionSummary, Protocol, Rejection } from '../core/plugin.js';
@@ -25,6 +25,20 @@ export interface LiveConnection {
   close(code: number, reason: string, error: ErrorCode | undefined): void;
   /** Cut now. */
   destroy(): void;
+  /**
+   * What went through so far, each way (`in`: from the client). Read on demand
+   * (metrics scrape, admin API) from counters the transport keeps anyway; for SSE
+   * the message counts are 0 (events are not counted).
+   */
+  stats(): ConnectionStats;
+}
+
+/** Counters of a live connection; the same numbers end up in its ConnectionSummary. */
+export interface ConnectionStats {
+  bytesIn: number;
+  bytesOut: number;
+  messagesIn: number;
+  messagesOut: number;
 }
 
 export interface ForwardingInfo {
@@ -90,7 +104,7 @@ export class Exchange {
    * unless a plugin returns a promise.
    */
   runAccess(): Rejection | undefined | Promise<Rejection | undefined> {
-    const r = this.pipeline.runPhase('rewrite', this.ctx);
+    const r = this.pipeline.runPhase('rewrite', this.ctx, this.summary);
     if (r instanceof Promise) return r.then((v) => (v ? v : this.#access()));
     return r ? r : this.#access();
   }
@@ -98,7 +112,7 @@ export class Exchange {
   #access(): Rejection | undefined | Promise<Rejection | undefined> {
     const consumer = this.ctx.consumer;
     if (consumer) this.pipeline = this.pipeline.forConsumer(consumer.username);
-    return this.pipeline.runPhase('access', this.ctx);
+    return this.pipeline.runPhase('access', this.ctx, this.summary);
   }
 
   /** The connection was accepted and joined to its upstream: tell observers. */
@@ -106,6 +120,24 @@ export class Exchange {
     if (channels.opened.hasSubscribers) {
       const ev: OpenedEvent = { source: this.source, ctx: this.ctx, protocol, ...(mode ? { mode } : {}) };
       channels.opened.publish(ev);
+    }
+  }
+
+  /**
+   * A new connection to an upstream node was made for this exchange: tell observers
+   * how long the connect (and the WebSocket upstream handshake) took, in ms.
+   */
+  upstreamConnected(protocol: 'websocket' | 'http', connectMs: number, handshakeMs?: number): void {
+    if (channels.upstreamConnected.hasSubscribers) {
+      const ev: UpstreamConnectedEvent = {
+        source: this.source,
+        routeId: this.route.id,
+        upstreamId: this.upstream.config.id,
+        protocol,
+        connectSeconds: connectMs / 1000,
+        ...(handshakeMs !== undefined ? { handshakeSeconds: handshakeMs / 1000 } : {}),
+      };
+      channels.upstreamConnected.publish(ev);
     }
   }
 

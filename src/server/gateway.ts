@@ -11,35 +11,53 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { Admin, type ProcessStatus, type RevokeFilter, revokeLocal } from '../admin/index.js';
+import { deepEqual, fixedSettingsChanged } from '../config/compare.js';
+import { ConfigError } from '../config/errors.js';
+import { adoptInstances, configInstances, loadConfigFile } from '../config/load.js';
 import type { Config, ListenConfig, PluginInstance, RouteConfig } from '../config/types.js';
-import { GatewayError, type ErrorCode } from '../core/errors.js';
+import { ERRORS, GatewayError, type ErrorCode } from '../core/errors.js';
 import { channels, type FinishedEvent } from '../core/events.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { Pipeline } from '../core/pipeline.js';
 import type { Rejection } from '../core/plugin.js';
+import type { PluginRegistry } from '../core/registry.js';
 import { AccessLog } from '../observability/access-log.js';
+import { Metrics } from '../observability/metrics.js';
 import { normalizePath, splitTarget } from '../router/normalize.js';
 import { Router } from '../router/router.js';
 import { hasDuplicateHost } from '../transport/http/headers.js';
 import { proxyHttp } from '../transport/http/proxy.js';
 import { checkClientHandshake, isWebSocketUpgrade } from '../transport/ws/handshake.js';
 import { proxyWebSocket } from '../transport/ws/proxy.js';
+import { createRegistry } from '../plugins/index.js';
 import { Upstream } from '../upstream/upstream.js';
 import { ClientIpResolver } from './client-ip.js';
 import { Context } from './context.js';
-import { Exchange, type ForwardingInfo } from './exchange.js';
+import { Exchange, type ForwardingInfo, type LiveConnection } from './exchange.js';
 import { rejectSocket, sendError } from './respond.js';
 import { LiveRegistry } from './live.js';
+import { ConfigDiff, ConfigWatcher, Holdings, disposeAll, type ReloadReport, type ReloadVerdict } from './reload.js';
 
-/** Everything derived from one config. Swapped whole on reload. */
+/**
+ * Everything derived from one config. Swapped whole on reload; the exchanges that
+ * started under it keep it (and its plugin instances and upstream pools) until
+ * they finish.
+ */
 export class Runtime {
   readonly config: Config;
   readonly router: Router;
   readonly pipelines: ReadonlyMap<string, Pipeline>;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly clientIp: ClientIpResolver;
+  /** Every plugin instance of the config, each once. */
+  readonly instances: ReadonlySet<PluginInstance>;
+  /** Exchanges started under this runtime and not finished yet. */
+  #active = 0;
+  #onIdle: (() => void) | undefined;
 
-  constructor(config: Config) {
+  /** `previous`: the runtime being replaced; its upstream pools are reused where the upstream is unchanged. */
+  constructor(config: Config, previous?: Runtime) {
     this.config = config;
     this.router = new Router(config.routes);
     const upstreams = new Map<string, Upstream>();
@@ -48,12 +66,40 @@ export class Runtime {
     for (const c of config.consumers) if (c.instances.length > 0) consumerPlugins.set(c.username, c.instances);
     for (const route of config.routes) {
       const id = route.upstream.id;
-      if (!upstreams.has(id)) upstreams.set(id, new Upstream(route.upstream));
+      if (!upstreams.has(id)) {
+        const old = previous?.upstreams.get(id);
+        upstreams.set(id, old && deepEqual(old.config, route.upstream) ? old : new Upstream(route.upstream));
+      }
       pipelines.set(route.id, Pipeline.forRoute(route, config.global_rules, consumerPlugins));
     }
     this.upstreams = upstreams;
     this.pipelines = pipelines;
     this.clientIp = new ClientIpResolver(config.gateway.trusted_proxies, config.gateway.real_ip_header);
+    this.instances = configInstances(config);
+  }
+
+  /** An exchange started under this runtime (it calls `leave` when it finishes). */
+  enter(): void {
+    this.#active++;
+  }
+
+  /** An exchange of this runtime finished. Bound once, so it can be an exchange's `onFinish`. */
+  readonly leave = (): void => {
+    if (--this.#active > 0 || !this.#onIdle) return;
+    const f = this.#onIdle;
+    this.#onIdle = undefined;
+    f();
+  };
+
+  /** Exchanges started under this runtime and not finished yet. */
+  get active(): number {
+    return this.#active;
+  }
+
+  /** Call `fn` once no exchange of this runtime is in flight (at once when none is). */
+  whenIdle(fn: () => void): void {
+    if (this.#active <= 0) fn();
+    else this.#onIdle = fn;
   }
 
   upstreamFor(route: RouteConfig): Upstream {
@@ -67,29 +113,7 @@ export class Runtime {
    */
   async close(log?: Logger): Promise<void> {
     for (const up of this.upstreams.values()) up.close();
-    const c = this.config;
-    const seen = new Set<PluginInstance>();
-    const all = [
-      ...c.routes.flatMap((r) => r.instances),
-      ...c.global_rules.flatMap((g) => g.instances),
-      ...c.consumers.flatMap((u) => u.instances),
-      ...c.consumer_groups.flatMap((g) => g.instances),
-    ];
-    const waits: Promise<void>[] = [];
-    for (const inst of all) {
-      if (seen.has(inst) || !inst.def.dispose) continue;
-      seen.add(inst);
-      const fail = (err: unknown): void => {
-        log?.error({ plugin: inst.name, phase: 'dispose', err: err instanceof Error ? err.message : String(err) }, 'plugin failed to dispose');
-      };
-      try {
-        const r = inst.def.dispose(inst.state);
-        if (r) waits.push(r.catch(fail));
-      } catch (err) {
-        fail(err);
-      }
-    }
-    await Promise.all(waits);
+    await disposeAll(this.instances, log);
   }
 }
 
@@ -102,6 +126,8 @@ export interface ListenerAddress {
 export interface GatewayOptions {
   /** Use this logger instead of one built from `gateway.log`. */
   logger?: Logger;
+  /** The plugin registry reloads load the config file with (default: the built-in plugins). */
+  registry?: PluginRegistry;
 }
 
 interface Listener {
@@ -122,13 +148,36 @@ export class Gateway {
   /** WebSocket handshakes in progress (upgrade received, no 101 or refusal yet), by client address. */
   readonly #pending = new Map<string, number>();
   readonly #accessLog: AccessLog;
+  /** Prometheus metrics (undefined when metrics.enabled is false); the admin API serves render() at /metrics. */
+  readonly metrics: Metrics | undefined;
   #runtime: Runtime;
   #closing: Promise<void> | undefined;
+  /** Loads the config file again on reload; custom plugins register here. */
+  readonly registry: PluginRegistry;
+  /** Which runtimes hold which plugin instances and upstream pools (shared across reloads). */
+  readonly #holdings = new Holdings();
+  /** The runtime each route object belongs to: the config a connection started under. */
+  readonly #runtimeOf = new WeakMap<RouteConfig, Runtime>();
+  /** Runtimes swapped out by a reload whose exchanges have not all finished. */
+  readonly #retired = new Set<Runtime>();
+  /** Reloads run one at a time, in order. */
+  #reloads: Promise<unknown> = Promise.resolve();
+  /** Diffs for connections that join after a reload, against the runtime they were computed for. */
+  #lateDiffs: { readonly now: Runtime; readonly diffs: Map<Config, ConfigDiff> } | undefined;
+  #watcher: ConfigWatcher | undefined;
+  /** The logger was made here (not given): its level follows gateway.log.level on reload. */
+  readonly #ownLogger: boolean;
+  /** The admin API, the revoke channel and the worker relay (src/admin/). */
+  #admin: Admin | undefined;
 
   private constructor(config: Config, opts: GatewayOptions) {
     this.log = opts.logger ?? createLogger(config.gateway.log);
-    this.#runtime = new Runtime(config);
-    this.#accessLog = new AccessLog(this, this.log, config.gateway.log.access_log);
+    this.#ownLogger = opts.logger === undefined;
+    this.registry = opts.registry ?? createRegistry();
+    this.#runtime = this.#hold(new Runtime(config));
+    this.#live.onAdd = (conn) => this.#joined(conn);
+    this.#accessLog = new AccessLog(this, this.log, config.gateway.log);
+    this.metrics = config.metrics.enabled ? new Metrics(this, config.metrics, this.log) : undefined;
   }
 
   /** Start listening on every configured address. Rejects if a port cannot be bound. */
@@ -136,6 +185,8 @@ export class Gateway {
     const gw = new Gateway(config, opts);
     try {
       for (const spec of config.gateway.listen) await gw.#listen(spec);
+      await gw.metrics?.start();
+      gw.#admin = await Admin.start(gw, gw.#live);
     } catch (err) {
       await gw.close(0);
       throw err;
@@ -144,7 +195,155 @@ export class Gateway {
       if (p.plugins.length > 0) gw.log.info({ route: id, plugins: p.describe(), mode: p.inspectsMessages ? 'frame' : 'tunnel' }, 'route plugins');
     }
     gw.log.info({ listen: gw.addresses() }, 'portcullis listening');
+    await gw.#syncWatcher();
     return gw;
+  }
+
+  // ---- reload -------------------------------------------------------------------
+
+  /**
+   * Swap in `next` (loaded by loadConfigFile/loadConfigText, ideally with
+   * `previous: gw.config`) atomically: new requests and handshakes use it at once;
+   * those in flight finish under the config they started with. Live connections of
+   * a removed or changed route, or of changed global rules or consumer overrides,
+   * are closed with 1012; those of a consumer removed or whose credential changed
+   * with 1008 `revoked`; every other connection keeps running untouched, and plugin
+   * instances equal to the running ones are kept with their state (limit counters).
+   * Resolves once swapped. Throws ConfigError, with nothing changed, when `next`
+   * changes a setting fixed for the life of the process (gateway.listen, workers,
+   * admin, metrics, log destination). Reloads run one at a time.
+   */
+  reload(next: Config): Promise<ReloadReport> {
+    return this.#serial(() => this.#apply(next));
+  }
+
+  /**
+   * Re-read the running config's file (SIGHUP, watch_config, the admin API) with
+   * this gateway's registry and apply it as reload() does. Throws ConfigError, with
+   * nothing changed, when the file is invalid; the error is logged too.
+   */
+  reloadFile(): Promise<ReloadReport> {
+    return this.#serial(async () => {
+      const source = this.#runtime.config.source;
+      if (source === '<inline>') {
+        throw new ConfigError(source, [{ file: source, path: '', message: 'the running config was not loaded from a file: there is nothing to re-read' }]);
+      }
+      const next = await loadConfigFile(source, { registry: this.registry, previous: this.#runtime.config });
+      return this.#apply(next);
+    });
+  }
+
+  #serial(run: () => Promise<ReloadReport>): Promise<ReloadReport> {
+    const p = this.#reloads.then(run).catch((err: unknown) => {
+      this.#reloadFailed(err);
+      throw err;
+    });
+    this.#reloads = p.catch(ignore);
+    return p;
+  }
+
+  #reloadFailed(err: unknown): void {
+    if (err instanceof ConfigError) {
+      this.log.error({ file: err.file, issues: err.format().split('\n') }, 'config reload refused; the running config stays');
+    } else {
+      this.log.error({ err: err instanceof Error ? err.message : String(err) }, 'config reload failed; the running config stays');
+    }
+  }
+
+  async #apply(next: Config): Promise<ReloadReport> {
+    if (this.#closing) throw new Error('the gateway is shutting down');
+    const prev = this.#runtime;
+    const fixed = fixedSettingsChanged(prev.config, next);
+    const stale = [...configInstances(next)].some((i) => this.#holdings.disposed(i));
+    if (fixed.length > 0 || stale) {
+      // Whatever init() opened for `next` and no running config uses is let go.
+      await disposeAll([...configInstances(next)].filter((i) => !this.#holdings.holds(i) && !this.#holdings.disposed(i)), this.log);
+      if (stale) throw new Error('the config was loaded against a config that is no longer running: load it again');
+      throw new ConfigError(next.source, fixed.map((f) => ({ file: next.source, path: f.path, message: f.message })));
+    }
+    // A config loaded without `previous`: keep the running instances it equals (their state), drop its fresh copies.
+    if (next !== prev.config) void disposeAll(adoptInstances(next, prev.config), this.log);
+
+    // The swap: synchronous from here to the report, so no request sees half of it.
+    const runtime = this.#hold(new Runtime(next, prev));
+    this.#runtime = runtime;
+    this.#applySettings(next);
+    this.#retired.add(prev);
+    prev.whenIdle(() => {
+      this.#retired.delete(prev);
+      void this.#holdings.release(prev, this.log);
+    });
+    const diffs = new Map<Config, ConfigDiff>();
+    const diff = new ConfigDiff(prev.config, next);
+    diffs.set(prev.config, diff);
+    const closed = { route_changed: 0, revoked: 0 };
+    for (const conn of [...this.#live]) {
+      const v = this.#verdict(conn, runtime, diffs);
+      if (v === undefined) continue;
+      if (v === 'revoked') closed.revoked++;
+      else closed.route_changed++;
+      closeFor(conn, v);
+    }
+    const report: ReloadReport = { routes: diff.routes, consumers: diff.consumers, closed };
+    this.log.info({ reload: report, ...(diff.globalRulesChanged ? { global_rules_changed: true } : {}) }, 'config reloaded');
+    void this.#syncWatcher();
+    return report;
+  }
+
+  #hold(runtime: Runtime): Runtime {
+    this.#holdings.hold(runtime);
+    for (const r of runtime.config.routes) this.#runtimeOf.set(r, runtime);
+    return runtime;
+  }
+
+  /** What a reload to `now` means for a connection that started under an earlier runtime. */
+  #verdict(conn: LiveConnection, now: Runtime, diffs: Map<Config, ConfigDiff>): ReloadVerdict | undefined {
+    const x = conn.exchange;
+    const from = this.#runtimeOf.get(x.route);
+    if (!from || from === now) return undefined;
+    let d = diffs.get(from.config);
+    if (!d) {
+      d = new ConfigDiff(from.config, now.config);
+      diffs.set(from.config, d);
+    }
+    return d.verdict(x.route.id, x.ctx.consumer?.username);
+  }
+
+  /**
+   * A connection joined (101 sent, SSE stream started). One whose handshake began
+   * before a reload ran under the old config: closed now if that reload would have
+   * closed it, so a revoked consumer cannot slip in while its handshake is in flight.
+   */
+  #joined(conn: LiveConnection): void {
+    const now = this.#runtime;
+    if (this.#runtimeOf.get(conn.exchange.route) === now) return;
+    if (this.#lateDiffs?.now !== now) this.#lateDiffs = { now, diffs: new Map() };
+    const v = this.#verdict(conn, now, this.#lateDiffs.diffs);
+    if (v === undefined) return;
+    this.log.info({ request_id: conn.exchange.ctx.id, route: conn.exchange.route.id, reason: v }, 'connection opened under a replaced config: closed');
+    setImmediate(() => {
+      if (this.#live.has(conn)) closeFor(conn, v);
+    });
+  }
+
+  /** Settings that apply to what comes next: listener timeouts and header size, log level. */
+  #applySettings(next: Config): void {
+    const g = next.gateway;
+    for (const l of this.#listeners) Object.assign(l.server, liveServerOptions(g));
+    if (this.#ownLogger) this.log.level = g.log.level;
+  }
+
+  /** Start or stop watching the config file, as gateway.watch_config says. */
+  async #syncWatcher(): Promise<void> {
+    const c = this.#runtime.config;
+    const want = c.gateway.watch_config && c.source !== '<inline>' && !this.#closing;
+    if (want && !this.#watcher) {
+      this.#watcher = new ConfigWatcher(c.source, () => void this.reloadFile().catch(ignore), this.log);
+      await this.#watcher.start();
+    } else if (!want && this.#watcher) {
+      this.#watcher.close();
+      this.#watcher = undefined;
+    }
   }
 
   get config(): Config {
@@ -154,6 +353,25 @@ export class Gateway {
   /** Live WebSocket and SSE connections. */
   get connections(): LiveRegistry {
     return this.#live;
+  }
+
+  /** Where the admin API listens (undefined without `admin`). */
+  adminAddress(): ListenerAddress | undefined {
+    return this.#admin?.address();
+  }
+
+  /** This process's state for the admin API: uptime, connection counts, Redis store health. */
+  status(): ProcessStatus {
+    return this.#admin?.status() ?? Admin.processStatus(this);
+  }
+
+  /**
+   * Close this process's live connections matching `filter` now (WebSocket 1008
+   * `revoked`, SSE stream ended, upstream side closed); returns how many. The admin
+   * API also relays it to the other workers and broadcasts it over Redis.
+   */
+  revoke(filter: RevokeFilter): number {
+    return revokeLocal(this.#live, filter);
   }
 
   addresses(): ListenerAddress[] {
@@ -166,10 +384,7 @@ export class Gateway {
   #listen(spec: ListenConfig): Promise<void> {
     const g = this.#runtime.config.gateway;
     const common: http.ServerOptions = {
-      maxHeaderSize: g.max_header_size,
-      headersTimeout: g.client_header_timeout * 1000,
-      requestTimeout: Math.max(300_000, g.client_header_timeout * 1000),
-      keepAliveTimeout: g.keepalive_timeout * 1000,
+      ...liveServerOptions(g),
       connectionsCheckingInterval: Math.min(1000, g.client_header_timeout * 1000),
       insecureHTTPParser: false,
       requireHostHeader: true,
@@ -253,6 +468,16 @@ export class Gateway {
     );
   }
 
+  /**
+   * An exchange that will finish (routed, handshake well-formed) keeps the runtime it
+   * was routed by (pipeline, upstream pool) until then, whatever reloads happen meanwhile.
+   */
+  #track(x: Exchange): void {
+    const runtime = this.#runtimeOf.get(x.route)!;
+    runtime.enter();
+    x.onFinish = runtime.leave;
+  }
+
   #onRequest(listener: Listener, req: IncomingMessage, res: ServerResponse): void {
     const startedAt = Date.now();
     const id = requestId(req);
@@ -266,6 +491,7 @@ export class Gateway {
       this.#early(req, listener, id, startedAt, e, 'http');
       return;
     }
+    this.#track(x);
     const verdict = x.runAccess();
     if (verdict === undefined) return proxyHttp(x, req, res, this.#live);
     if (!(verdict instanceof Promise)) return this.#rejectHttp(x, res, verdict);
@@ -313,6 +539,7 @@ export class Gateway {
       this.#early(req, listener, id, startedAt, e, 'websocket');
       return;
     }
+    this.#track(x);
 
     // gateway.max_pending_handshakes_per_ip: counted from here until the 101 or the refusal
     // (release() below, the exchange finishing, or the socket closing, whichever comes first; exactly once).
@@ -326,7 +553,11 @@ export class Gateway {
       this.#finishRejected(x, e);
       return;
     }
-    x.onFinish = unpend;
+    const leave = x.onFinish;
+    x.onFinish = () => {
+      unpend();
+      leave?.();
+    };
 
     // Until the upstream accepted, nothing the client sends is forwarded: a byte now is a protocol violation.
     let released = false;
@@ -468,6 +699,8 @@ export class Gateway {
       (l) => new Promise<void>((resolve) => (l.server.listening ? l.server.close(() => resolve()) : resolve())),
     );
     for (const l of this.#listeners) l.server.closeIdleConnections();
+    this.#watcher?.close();
+    const adminClosed = this.#admin?.closeListener();
     for (const conn of [...this.#live]) conn.shutdown(1001, 'going away');
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
@@ -483,11 +716,32 @@ export class Gateway {
     const until = Date.now() + 1000;
     while (this.#live.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     await new Promise((r) => setImmediate(r));
-    await this.#runtime.close(this.log);
-    this.#accessLog.close();
+    await adminClosed;
+    await this.#admin?.close();
+    // The running runtime and any a reload replaced whose connections were still open.
+    for (const rt of [this.#runtime, ...this.#retired]) await this.#holdings.release(rt, this.log);
+    this.#retired.clear();
+    await this.#accessLog.close();
+    await this.metrics?.close();
     this.log.info('portcullis stopped');
     await new Promise<void>((resolve) => this.log.flush(() => resolve()));
   }
+}
+
+/** The listener settings that can follow a reload (Node reads them per connection). */
+function liveServerOptions(g: Config['gateway']): Pick<http.ServerOptions, 'maxHeaderSize' | 'headersTimeout' | 'requestTimeout' | 'keepAliveTimeout'> {
+  return {
+    maxHeaderSize: g.max_header_size,
+    headersTimeout: g.client_header_timeout * 1000,
+    requestTimeout: Math.max(300_000, g.client_header_timeout * 1000),
+    keepAliveTimeout: g.keepalive_timeout * 1000,
+  };
+}
+
+/** Close a connection a reload affects: 1008 `revoked`, or 1012 with the reason. */
+function closeFor(conn: LiveConnection, v: ReloadVerdict): void {
+  if (v === 'revoked') conn.close(ERRORS.REVOKED.close, 'revoked', 'REVOKED');
+  else conn.close(ERRORS.ROUTE_CHANGED.close, v, 'ROUTE_CHANGED');
 }
 
 function requestId(_req: IncomingMessage): string {

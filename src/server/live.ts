@@ -1,7 +1,9 @@
 /**
  * The live WebSocket and SSE connections of a gateway. Enforces credential
  * lifetime: a connection admitted by an expiring credential is closed when it
- * expires (WebSocket 1008 "credential expired", SSE stream ended).
+ * expires (WebSocket 1008 "credential expired", SSE stream ended). The gateway
+ * looks at each connection as it joins (`onAdd`): one whose handshake started
+ * before a reload may have to be closed at once.
  */
 import { ERRORS } from '../core/errors.js';
 import type { LiveConnection } from './exchange.js';
@@ -9,6 +11,8 @@ import type { LiveConnection } from './exchange.js';
 export class LiveRegistry {
   readonly #conns = new Set<LiveConnection>();
   readonly #expiry = new Map<LiveConnection, NodeJS.Timeout>();
+  /** Called for each connection as it joins (after it is registered). */
+  onAdd: ((conn: LiveConnection) => void) | undefined = undefined;
 
   get size(): number {
     return this.#conns.size;
@@ -18,8 +22,17 @@ export class LiveRegistry {
     return this.#conns.values();
   }
 
+  has(conn: LiveConnection): boolean {
+    return this.#conns.has(conn);
+  }
+
   add(conn: LiveConnection): void {
     this.#conns.add(conn);
+    this.#arm(conn);
+    this.onAdd?.(conn);
+  }
+
+  #arm(conn: LiveConnection): void {
     const expiresAt = conn.exchange.ctx.expiresAt;
     if (expiresAt !== undefined) {
       // setTimeout's limit is 2^31-1 ms (24.8 days); longer lifetimes re-arm.
@@ -45,8 +58,7 @@ export class LiveRegistry {
     if (!this.#conns.has(conn)) return;
     const expiresAt = conn.exchange.ctx.expiresAt ?? 0;
     if (expiresAt > Date.now()) {
-      this.#conns.delete(conn);
-      this.add(conn);
+      this.#arm(conn);
       return;
     }
     conn.close(ERRORS.CREDENTIAL_EXPIRED.close, 'credential expired', 'CREDENTIAL_EXPIRED');

@@ -14,8 +14,12 @@ import type { Upstream } from './upstream.js';
 import { nodeLabel } from './balancer.js';
 
 export interface AttemptHandlers {
-  /** The connection to `node` is established: send the body (or end the request). */
-  connected(req: http.ClientRequest, node: UpstreamNode): void;
+  /**
+   * The connection to `node` is established: send the body (or end the request).
+   * `connectMs`: how long the TCP connect of a new connection took (TLS not
+   * included); undefined when a pooled keep-alive connection was reused.
+   */
+  connected(req: http.ClientRequest, node: UpstreamNode, connectMs: number | undefined): void;
   response(res: http.IncomingMessage, req: http.ClientRequest, node: UpstreamNode): void;
   upgrade?(res: http.IncomingMessage, socket: Socket, head: Buffer, node: UpstreamNode): void;
   /** Every node failed, or the connection broke before a response: answer the client. */
@@ -88,9 +92,11 @@ export class UpstreamAttempt {
     let connected = false;
     let reused = false;
     let connectTimer: NodeJS.Timeout | undefined;
+    let connectStart = 0;
 
     const onConnected = (): void => {
       connected = true;
+      const connectMs = reused ? undefined : performance.now() - connectStart;
       if (connectTimer) clearTimeout(connectTimer);
       up.balancer.markOk(index);
       // `send` bounds the gaps while the request is written, `read` the wait for the response.
@@ -99,12 +105,13 @@ export class UpstreamAttempt {
         req.destroy();
       });
       req.once('finish', () => req.setTimeout(cfg.timeout.read * 1000));
-      this.#h.connected(req, node);
+      this.#h.connected(req, node, connectMs);
     };
 
     req.on('socket', (socket: Socket) => {
       reused = !socket.connecting;
       if (socket.connecting) {
+        connectStart = performance.now();
         connectTimer = setTimeout(() => {
           connectTimer = undefined;
           req.destroy(Object.assign(new Error('connect timeout'), { code: 'ECONNTIMEOUT' }));
@@ -168,7 +175,7 @@ export class UpstreamAttempt {
 export function connectNode(
   up: Upstream,
   servername: (node: UpstreamNode) => string | undefined,
-  done: (err: GatewayError | undefined, socket?: Socket, node?: UpstreamNode) => void,
+  done: (err: GatewayError | undefined, socket?: Socket, node?: UpstreamNode, connectMs?: number) => void,
 ): () => void {
   const tried = new Set<number>();
   let current: Socket | undefined;
@@ -190,11 +197,14 @@ export function connectNode(
       : net.connect({ host: node.host, port: node.port });
     current = socket;
     let connected = false;
+    const started = performance.now();
+    let connectMs = 0;
     const timer = setTimeout(() => {
       socket.destroy(Object.assign(new Error('connect timeout'), { code: 'ECONNTIMEOUT' }));
     }, up.config.timeout.connect * 1000);
     socket.once('connect', () => {
       connected = true;
+      connectMs = performance.now() - started;
       clearTimeout(timer);
       up.balancer.markOk(index);
     });
@@ -202,7 +212,7 @@ export function connectNode(
       if (finished) return socket.destroy();
       finished = true;
       socket.removeListener('error', onError);
-      done(undefined, socket, node);
+      done(undefined, socket, node, connectMs);
     });
     const onError = (err: NodeJS.ErrnoException): void => {
       clearTimeout(timer);

@@ -42,7 +42,8 @@ export function proxyHttp(x: Exchange, req: IncomingMessage, res: ServerResponse
       },
     },
     {
-      connected(upReq) {
+      connected(upReq, _node, connectMs) {
+        if (connectMs !== undefined) x.upstreamConnected('http', connectMs);
         if (!hasBody) {
           upReq.end();
           return;

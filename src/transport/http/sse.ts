@@ -7,7 +7,7 @@ import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import type { ErrorCode } from '../../core/errors.js';
-import type { Exchange, LiveConnection } from '../../server/exchange.js';
+import type { ConnectionStats, Exchange, LiveConnection } from '../../server/exchange.js';
 import { cleanResponseHeaders } from './headers.js';
 import { HEARTBEAT, SseBoundaryTracker } from './sse-boundary.js';
 
@@ -110,6 +110,12 @@ export class SseStream implements LiveConnection {
 
   shutdown(_code: number, _reason: string): void {
     this.#end('gateway', 'SHUTTING_DOWN');
+  }
+
+  /** SSE events are not counted (that would mean scanning every byte): messages are 0. */
+  stats(): ConnectionStats {
+    const s = this.exchange.summary;
+    return { bytesIn: s.bytesIn, bytesOut: s.bytesOut, messagesIn: 0, messagesOut: 0 };
   }
 
   expire(): void {

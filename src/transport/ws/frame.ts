@@ -24,7 +24,7 @@ import { ERRORS } from '../../core/errors.js';
 import { channels, type MessageRejectedEvent } from '../../core/events.js';
 import { WsMessage } from '../../core/pipeline.js';
 import type { Direction, MessageVerdict } from '../../core/plugin.js';
-import type { Exchange, LiveConnection } from '../../server/exchange.js';
+import type { ConnectionStats, Exchange, LiveConnection } from '../../server/exchange.js';
 import type { LiveRegistry } from '../http/sse.js';
 import { errorForWsError, peerCloseCode } from './close-codes.js';
 
@@ -162,7 +162,7 @@ export class FrameBridge implements LiveConnection {
   #process(side: Side, data: Buffer, isBinary: boolean): void {
     side.count++;
     const msg = new WsMessage(side.dir, data, isBinary);
-    const verdict = this.exchange.pipeline.runMessage(msg, this.exchange.ctx);
+    const verdict = this.exchange.pipeline.runMessage(msg, this.exchange.ctx, this.exchange.summary);
     if (verdict instanceof Promise) {
       side.busy = true;
       this.#pause(side);
@@ -349,23 +349,36 @@ export class FrameBridge implements LiveConnection {
       this.#beginClose();
       this.#closeSocket(side.dst, 1001, '');
       this.#armGrace();
-      if (channels.messageRejected.hasSubscribers) this.#publishRejected(side.dir, error, err);
+      const plugin = this.#limitPlugin(side.dir, err);
+      if (plugin !== undefined) this.exchange.summary.rejectedBy = plugin;
+      if (channels.messageRejected.hasSubscribers) this.#publishRejected(side.dir, error, plugin);
     }
   }
 
-  /** A message refused by the parser: over a size limit (the plugin that set it, if any) or a protocol error. */
-  #publishRejected(dir: Direction, reason: ErrorCode, err: Error): void {
+  /** The plugin whose size limit the parser enforced, when that is what failed. */
+  #limitPlugin(dir: Direction, err: Error): string | undefined {
     const code = (err as NodeJS.ErrnoException).code;
     const sizeLimit = code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH';
+    const x = this.exchange;
+    return sizeLimit ? x.pipeline.frameLimits(x.route.websocket)[dir].plugin : undefined;
+  }
+
+  /** A message refused by the parser: over a size limit (the plugin that set it, if any) or a protocol error. */
+  #publishRejected(dir: Direction, reason: ErrorCode, plugin: string | undefined): void {
     const x = this.exchange;
     const ev: MessageRejectedEvent = {
       source: x.source,
       routeId: x.route.id,
       direction: dir,
       reason,
-      plugin: sizeLimit ? x.pipeline.frameLimits(x.route.websocket)[dir].plugin : undefined,
+      plugin,
     };
     channels.messageRejected.publish(ev);
+  }
+
+  stats(): ConnectionStats {
+    const s = this.exchange.summary;
+    return { bytesIn: s.bytesIn, bytesOut: s.bytesOut, messagesIn: this.#fromClient.count, messagesOut: this.#fromUpstream.count };
   }
 
   close(code: number, reason: string, error: ErrorCode | undefined): void {

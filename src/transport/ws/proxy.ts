@@ -149,7 +149,7 @@ function tunnelMode(job: WsJob): void {
   const abortConnect = connectNode(
     up,
     (node) => up.servername(up.hostHeader(req.headers.host, node)),
-    (err, s, node) => {
+    (err, s, node, connectMs) => {
       if (err || !s || !node) return finishWith(err ?? new GatewayError('UPSTREAM_UNAVAILABLE'));
       if (done) return s.destroy();
       upSocket = s;
@@ -164,6 +164,7 @@ function tunnelMode(job: WsJob): void {
         return finishWith(new GatewayError('PLUGIN_ERROR', { detail: `invalid upstream header: ${(e as Error).message}` }));
       }
       s.setNoDelay(true);
+      const handshakeStart = performance.now();
       s.write(head);
       readResponseHead(s, up.config.timeout.read * 1000, (e, res) => {
         if (done) return;
@@ -202,6 +203,7 @@ function tunnelMode(job: WsJob): void {
         for (const [name, value] of Object.entries(extra)) out += `${name}: ${value}\r\n`;
         socket.write(`${out}\r\n`);
         x.summary.status = 101;
+        x.upstreamConnected('websocket', connectMs ?? 0, performance.now() - handshakeStart);
         new Tunnel(x, socket, s, job.live).start(res.rest);
       });
     },
@@ -368,7 +370,7 @@ function frameMode(job: WsJob): void {
   const abortConnect = connectNode(
     up,
     (node) => up.servername(up.hostHeader(req.headers.host, node)),
-    (err, upSocket, node) => {
+    (err, upSocket, node, connectMs) => {
       if (err || !upSocket || !node) return finishWith(err ?? new GatewayError('UPSTREAM_UNAVAILABLE'));
       if (done) return upSocket.destroy();
       const host = node.host.includes(':') ? `[${node.host}]` : node.host;
@@ -376,6 +378,7 @@ function frameMode(job: WsJob): void {
       const headers = upstreamHeaders(job, up.hostHeader(req.headers.host, node), false);
       for (const h of ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions']) delete headers[h];
       let ws: WebSocket;
+      const handshakeStart = performance.now();
       try {
         ws = new WebSocket(url, offered, {
           ...options.upstream,
@@ -415,6 +418,7 @@ function frameMode(job: WsJob): void {
         if (Object.keys(x.ctx.responseHeaders).length > 0) (req as ReqWithProto)[kResponseHeaders] = x.ctx.responseHeaders;
         job.release();
         hardenReceiver(ws);
+        x.upstreamConnected('websocket', connectMs ?? 0, performance.now() - handshakeStart);
         options.server.handleUpgrade(req, socket, Buffer.alloc(0), (client) => {
           hardenReceiver(client);
           x.summary.status = 101;

@@ -10,7 +10,7 @@
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../../core/errors.js';
 import { ERRORS } from '../../core/errors.js';
-import type { Exchange, LiveConnection } from '../../server/exchange.js';
+import type { ConnectionStats, Exchange, LiveConnection } from '../../server/exchange.js';
 import type { LiveRegistry } from '../http/sse.js';
 import { buildCloseFrame, FrameBoundaryTracker } from './frame-boundary.js';
 
@@ -86,19 +86,21 @@ export class Tunnel implements LiveConnection {
     return socket === this.up.src ? this.up : this.down;
   }
 
+  /** Bytes are counted as they are written on: what the gateway drops is not counted. */
   forward(leg: Leg, chunk: Buffer): void {
     if (leg.stopped) return;
-    const s = this.exchange.summary;
-    if (leg === this.up) s.bytesIn += chunk.length;
-    else s.bytesOut += chunk.length;
     const tracker = leg.tracker;
     if (leg.pendingClose) {
       const n = tracker.feed(chunk, true);
       if (tracker.atBoundary) {
-        if (n > 0) leg.dst.write(n === chunk.length ? chunk : chunk.subarray(0, n));
+        if (n > 0) {
+          this.#count(leg, n);
+          leg.dst.write(n === chunk.length ? chunk : chunk.subarray(0, n));
+        }
         this.#sendClose(leg, leg.pendingClose);
         return;
       }
+      this.#count(leg, chunk.length);
       leg.dst.write(chunk);
       return;
     }
@@ -110,7 +112,21 @@ export class Tunnel implements LiveConnection {
       this.destroy();
       return;
     }
+    const s = this.exchange.summary;
+    if (leg === this.up) s.bytesIn += chunk.length;
+    else s.bytesOut += chunk.length;
     if (!leg.dst.write(chunk)) leg.src.pause();
+  }
+
+  #count(leg: Leg, n: number): void {
+    const s = this.exchange.summary;
+    if (leg === this.up) s.bytesIn += n;
+    else s.bytesOut += n;
+  }
+
+  stats(): ConnectionStats {
+    const s = this.exchange.summary;
+    return { bytesIn: s.bytesIn, bytesOut: s.bytesOut, messagesIn: this.up.tracker.messages, messagesOut: this.down.tracker.messages };
   }
 
   /**

@@ -1,0 +1,271 @@
+/**
+ * Revocation across instances: `DELETE /admin/connections` on one instance is
+ * published on a Redis pub/sub channel, and every instance sharing that Redis
+ * (`gateway.redis`) closes its own matching connections.
+ *
+ * Each gateway holds one subscriber connection, opened at start, that reconnects
+ * by itself (ioredis re-subscribes after a reconnect; with Sentinel it asks the
+ * sentinels for the master again); the publishing connection
+ * is opened on the first revocation. Messages are small JSON objects:
+ *
+ *   {"v":1,"origin":"<instance id>","filter":{"consumer":"alice"}}
+ *
+ * A message from this instance (same origin) is ignored: the instance has closed
+ * its connections already (with `gateway.workers`, every worker of the instance
+ * shares the id, since the admin relay already reached them all). Anything else
+ * that does not have exactly this shape is ignored and logged (once per interval).
+ *
+ * Redis pub/sub channels are not per database, so the database number is part of
+ * the channel name: instances on different databases of one server stay apart.
+ */
+import { randomUUID } from 'node:crypto';
+import cluster from 'node:cluster';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { GatewayRedisSettings } from '../core/plugin.js';
+import type { Logger } from '../core/log.js';
+import { redactUrl } from './redact.js';
+
+/** Which live connections a revocation closes: exactly one criterion. */
+export type RevokeFilter = { consumer: string } | { route: string } | { id: string };
+
+export const FILTER_KEYS = ['consumer', 'route', 'id'] as const;
+export const MAX_FILTER_VALUE = 256;
+/** Bytes of a pub/sub message we are willing to parse. */
+const MAX_MESSAGE = 2048;
+const LOG_INTERVAL_MS = 10_000;
+
+/** Set by the cluster primary before it forks, so the workers of one instance share an id. */
+export const INSTANCE_ENV = 'PORTCULLIS_CLUSTER_INSTANCE';
+
+/** This instance's id on the revoke channel: the cluster's (workers), else a new one per gateway. */
+export function instanceId(): string {
+  const shared = cluster.isWorker ? process.env[INSTANCE_ENV] : undefined;
+  return shared !== undefined && shared !== '' ? shared : randomUUID();
+}
+
+/** The channel for `gateway.redis`: `portcullis:revoke:<db>`. */
+export function channelFor(redis: GatewayRedisSettings): string {
+  if (redis.url === undefined) return `portcullis:revoke:${redis.database}`;
+  let db = 0;
+  try {
+    const path = new URL(redis.url).pathname.replace(/^\//, '');
+    if (/^\d+$/.test(path)) db = Number(path);
+  } catch {
+    // the loader checked the URL; keep db 0
+  }
+  return `portcullis:revoke:${db}`;
+}
+
+/** `gateway.redis` for status and logs, without credentials. */
+export function describeRedis(redis: GatewayRedisSettings): string {
+  if (redis.url !== undefined) return stripUser(redactUrl(redis.url));
+  const nodes = redis.sentinels.map((n) => `${n.host.includes(':') ? `[${n.host}]` : n.host}:${n.port}`).join(', ');
+  return `redis-sentinel ${redis.master_name} (${nodes})/${redis.database}`;
+}
+
+/** A filter from untrusted input, or undefined when it is not exactly one non-empty string criterion. */
+export function parseFilter(raw: unknown): RevokeFilter | undefined {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
+  const keys = Object.keys(raw);
+  if (keys.length !== 1) return undefined;
+  const k = keys[0]!;
+  const v = (raw as Record<string, unknown>)[k];
+  if (!(FILTER_KEYS as readonly string[]).includes(k)) return undefined;
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_FILTER_VALUE) return undefined;
+  return { [k]: v } as RevokeFilter;
+}
+
+interface Wire {
+  v: 1;
+  origin: string;
+  filter: RevokeFilter;
+}
+
+/** A received message, or why it was refused. */
+export function parseMessage(buf: string): Wire | string {
+  if (buf.length > MAX_MESSAGE) return 'too long';
+  let m: unknown;
+  try {
+    m = JSON.parse(buf);
+  } catch {
+    return 'not JSON';
+  }
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return 'not an object';
+  const o = m as Record<string, unknown>;
+  if (o.v !== 1) return 'unknown version';
+  if (typeof o.origin !== 'string' || o.origin.length === 0 || o.origin.length > 128) return 'bad origin';
+  const filter = parseFilter(o.filter);
+  if (!filter) return 'bad filter';
+  return { v: 1, origin: o.origin, filter };
+}
+
+export interface RevokeBroadcastOptions {
+  redis: GatewayRedisSettings;
+  log: Logger;
+  /** Close this instance's matching connections; returns how many. */
+  onRevoke(filter: RevokeFilter): number;
+}
+
+export class RevokeBroadcast {
+  readonly origin = instanceId();
+  readonly channel: string;
+  /** The Redis address without credentials (status, logs). */
+  readonly address: string;
+  readonly #redis: GatewayRedisSettings;
+  readonly #timeoutMs: number;
+  readonly #log: Logger;
+  readonly #onRevoke: (f: RevokeFilter) => number;
+  readonly #sub: Redis;
+  #pub: Redis | undefined;
+  #subscribed = false;
+  #closed = false;
+  #lastErrorLog = 0;
+  #lastBadLog = 0;
+
+  constructor(opts: RevokeBroadcastOptions) {
+    this.#redis = opts.redis;
+    this.#timeoutMs = Math.max(100, Math.round(opts.redis.timeout * 1000));
+    this.#log = opts.log;
+    this.#onRevoke = opts.onRevoke;
+    this.channel = channelFor(opts.redis);
+    this.address = describeRedis(opts.redis);
+    // The subscriber waits for Redis as long as it takes: its one command (SUBSCRIBE)
+    // is queued until connected, and re-sent after every reconnect.
+    this.#sub = this.#client({
+      lazyConnect: true,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      autoResubscribe: true,
+      connectionName: 'portcullis-revoke-sub',
+    });
+    this.#sub.on('error', (err: Error) => this.#connectionError(err));
+    this.#sub.on('ready', () => {
+      if (this.#subscribed) this.#log.info({ channel: this.channel, redis: this.address }, 'revoke channel: subscribed again');
+    });
+    this.#sub.on('message', (channel: string, message: string) => this.#onMessage(channel, message));
+  }
+
+  /** Connect and subscribe in the background; never rejects, never blocks the start. */
+  start(): void {
+    this.#sub.subscribe(this.channel).then(
+      () => {
+        this.#subscribed = true;
+        this.#log.info({ channel: this.channel, redis: this.address }, 'revoke channel: subscribed');
+      },
+      (err: unknown) => {
+        if (!this.#closed) this.#connectionError(err as Error);
+      },
+    );
+    this.#sub.connect().catch(() => undefined);
+  }
+
+  /** True while the subscriber is connected and subscribed. */
+  get subscribed(): boolean {
+    return this.#subscribed && this.#sub.status === 'ready';
+  }
+
+  /**
+   * Tell the other instances. Resolves true when Redis took the message, false
+   * when it could not be sent (logged); never rejects.
+   */
+  async publish(filter: RevokeFilter): Promise<boolean> {
+    if (this.#closed) return false;
+    const msg: Wire = { v: 1, origin: this.origin, filter };
+    this.#pub ??= this.#newPublisher();
+    try {
+      if (this.#pub.status === 'wait') await this.#pub.connect();
+      await this.#pub.publish(this.channel, JSON.stringify(msg));
+      return true;
+    } catch (err) {
+      this.#log.warn({ channel: this.channel, redis: this.address, err: safeMessage(err) }, 'revoke channel: could not publish; other instances were not told');
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const quit = async (c: Redis | undefined): Promise<void> => {
+      if (!c) return;
+      if (c.status === 'ready') {
+        await Promise.race([c.quit().catch(() => undefined), new Promise((r) => setTimeout(r, this.#timeoutMs).unref())]);
+      }
+      c.disconnect();
+    };
+    await Promise.all([quit(this.#sub), quit(this.#pub)]);
+  }
+
+  /** A client for `gateway.redis` (a URL, or a master found through Sentinel) with `extra` options. */
+  #client(extra: RedisOptions): Redis {
+    const r = this.#redis;
+    const common: RedisOptions = {
+      connectTimeout: this.#timeoutMs,
+      retryStrategy: (times: number) => Math.min(times * 200, 2000),
+      ...extra,
+    };
+    if (r.url !== undefined) return new Redis(r.url, { ...common, ...(r.url.startsWith('rediss:') ? { tls: {} } : {}) });
+    return new Redis({
+      ...common,
+      sentinels: r.sentinels.map((n) => ({ host: n.host, port: n.port })),
+      name: r.master_name,
+      db: r.database,
+      sentinelRetryStrategy: (times: number) => Math.min(times * 200, 2000),
+      ...(r.username !== undefined ? { username: r.username } : {}),
+      ...(r.password !== undefined ? { password: r.password } : {}),
+      ...(r.sentinel_username !== undefined ? { sentinelUsername: r.sentinel_username } : {}),
+      ...(r.sentinel_password !== undefined ? { sentinelPassword: r.sentinel_password } : {}),
+    });
+  }
+
+  #newPublisher(): Redis {
+    const pub = this.#client({
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      commandTimeout: this.#timeoutMs,
+      maxRetriesPerRequest: 1,
+      connectionName: 'portcullis-revoke-pub',
+    });
+    pub.on('error', (err: Error) => this.#connectionError(err));
+    return pub;
+  }
+
+  #onMessage(channel: string, message: string): void {
+    if (channel !== this.channel || this.#closed) return;
+    const m = parseMessage(message);
+    if (typeof m === 'string') {
+      const now = Date.now();
+      if (now - this.#lastBadLog >= LOG_INTERVAL_MS) {
+        this.#lastBadLog = now;
+        this.#log.warn({ channel: this.channel, why: m }, 'revoke channel: ignored a malformed message');
+      }
+      return;
+    }
+    if (m.origin === this.origin) return;
+    let closed = 0;
+    try {
+      closed = this.#onRevoke(m.filter);
+    } catch (err) {
+      this.#log.error({ err: safeMessage(err) }, 'revoke channel: closing connections failed');
+      return;
+    }
+    this.#log.info({ filter: m.filter, closed, from: 'redis' }, 'connections revoked by another instance');
+  }
+
+  #connectionError(err: Error): void {
+    if (this.#closed) return;
+    const now = Date.now();
+    if (now - this.#lastErrorLog < LOG_INTERVAL_MS) return;
+    this.#lastErrorLog = now;
+    this.#log.warn({ channel: this.channel, redis: this.address, err: safeMessage(err) }, 'revoke channel: Redis unreachable; retrying');
+  }
+}
+
+/** An error message without a URL's credentials in it. */
+function safeMessage(err: unknown): string {
+  return redactUrl(err instanceof Error ? err.message : String(err)).slice(0, 200);
+}
+
+/** `redis://user:[redacted]@host:6379/0` -> `redis://host:6379/0`. */
+export function stripUser(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, '$1');
+}

@@ -1,0 +1,295 @@
+// Revocation across instances that share a real Redis (`gateway.redis`): a DELETE
+// on one gateway process closes the matching connections held by another
+// (1008 `revoked`), through the revoke channel; malformed channel messages are
+// ignored; the subscriber comes back after a Redis restart; the status shows the
+// Redis health without credentials, and a DELETE while Redis is unreachable still
+// closes local connections and says the broadcast failed.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { closed, collect, eventually, openWs, startGateway, wsUpstream } from './helpers.js';
+import { freePort, startRedis, startSentinel } from './redis-helpers.js';
+import { adminCall } from './admin-helpers.js';
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const ADMIN_KEY = 'adm-redis-0123456789abcdef';
+const ALICE = 'alice-key-0123456789';
+const BOB = 'bob-key-0123456789';
+
+let redis;
+let up;
+const instances = [];
+
+function yaml(port, admin, redisUrl, workers = 1) {
+  return `gateway:
+  listen: [{ host: 127.0.0.1, port: ${port} }]
+  workers: ${workers}
+  max_pending_handshakes_per_ip: 0
+  log: { level: info }
+  redis: { url: "${redisUrl}", timeout: 1 }
+upstreams:
+  - id: up
+    nodes: { "127.0.0.1:${up.port}": 1 }
+routes:
+  - id: chat
+    uri: /chat
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      key-auth: {}
+consumers:
+  - username: alice
+    plugins:
+      key-auth: { key: ${ALICE} }
+  - username: bob
+    plugins:
+      key-auth: { key: ${BOB} }
+admin:
+  listen: { host: 127.0.0.1, port: ${admin} }
+  key: ${ADMIN_KEY}
+`;
+}
+
+/** A gateway process (`node dist/cli.js start`) with its proxy and admin ports. */
+async function startInstance({ workers = 1 } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-admin-redis-'));
+  const file = join(dir, 'config.yaml');
+  const port = await freePort();
+  const admin = await freePort();
+  writeFileSync(file, yaml(port, admin, redis.url, workers));
+  const child = spawn(process.execPath, [CLI, 'start', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const inst = { child, port, admin, stdout: '', stderr: '' };
+  child.stdout.on('data', (d) => (inst.stdout += d));
+  child.stderr.on('data', (d) => (inst.stderr += d));
+  instances.push(inst);
+  const ok = await eventually(() => (inst.stderr.match(/listening on/g) ?? []).length >= workers, { tries: 300 });
+  assert.ok(ok, inst.stderr);
+  inst.call = (method, path) => adminCall(admin, method, path, { key: ADMIN_KEY });
+  return inst;
+}
+
+/** True once the instance's revoke channel is subscribed (its status says so). */
+async function subscribed(inst) {
+  return eventually(async () => {
+    const s = await inst.call('GET', '/admin/status');
+    return s.json?.stores?.some((x) => x.use === 'revoke' && x.up);
+  }, { tries: 150, every: 40 });
+}
+
+async function connect(inst, apikey) {
+  const r = await openWs(`ws://127.0.0.1:${inst.port}/chat`, { headers: { apikey } });
+  assert.ok(r.ws, `opened: ${r.status} ${r.body}`);
+  await echoes(r.ws);
+  return r.ws;
+}
+
+async function echoes(ws, text = 'ping') {
+  const got = collect(ws, 1);
+  ws.send(text);
+  assert.deepEqual(await got, [text]);
+}
+
+before(async () => {
+  redis = await startRedis();
+  up = await wsUpstream();
+});
+
+after(async () => {
+  for (const i of instances) {
+    if (i.child.exitCode === null) {
+      i.child.kill('SIGTERM');
+      await once(i.child, 'exit');
+    }
+  }
+  await up.close();
+  await redis.close();
+});
+
+test('DELETE on one instance closes the consumer\'s connections on another instance sharing Redis: 1008 revoked', async () => {
+  const [a, b] = await Promise.all([startInstance(), startInstance()]);
+  assert.ok(await subscribed(a), 'instance A subscribed');
+  assert.ok(await subscribed(b), 'instance B subscribed');
+  const st = await b.call('GET', '/admin/status');
+  const chan = st.json.stores.find((x) => x.use === 'revoke');
+  assert.deepEqual(chan, { store: 'redis', address: `redis://127.0.0.1:${redis.port}`, use: 'revoke', up: true });
+
+  const aliceOnA = await connect(a, ALICE);
+  const aliceOnB = await connect(b, ALICE);
+  const bobOnB = await connect(b, BOB);
+  const cuts = [closed(aliceOnA), closed(aliceOnB)];
+
+  const d = await a.call('DELETE', '/admin/connections?consumer=alice');
+  assert.equal(d.status, 200);
+  assert.deepEqual(d.json, { closed: 1, broadcast: true });
+  for (const c of await Promise.all(cuts)) assert.deepEqual(c, { code: 1008, reason: 'revoked' });
+  await echoes(bobOnB, 'bob still here');
+  assert.equal((await b.call('GET', '/admin/connections')).json.total, 1);
+  // Instance B logged what it did, and from where.
+  assert.ok(await eventually(() => /connections revoked by another instance/.test(b.stdout)), b.stdout);
+  assert.ok(!a.stdout.includes('revoked by another instance'), 'A ignores its own message');
+
+  // Malformed messages on the channel are ignored: nothing closes, it is logged.
+  const pub = redis.client();
+  for (const m of ['not json', '{"v":1}', '{"v":1,"origin":"x","filter":{"consumer":"bob","route":"chat"}}', '{"v":2,"origin":"x","filter":{"consumer":"bob"}}']) {
+    await pub.publish('portcullis:revoke:0', m);
+  }
+  assert.ok(await eventually(() => /ignored a malformed message/.test(b.stdout)), b.stdout);
+  await echoes(bobOnB, 'bob unaffected');
+
+  // Another deployment on another database of the same server does not reach us: a later
+  // message on our channel arrives (Redis keeps the order) and bob is still there.
+  const seen = () => (b.stdout.match(/revoked by another instance/g) ?? []).length;
+  const before = seen();
+  await pub.publish('portcullis:revoke:1', JSON.stringify({ v: 1, origin: 'elsewhere', filter: { consumer: 'bob' } }));
+  await pub.publish('portcullis:revoke:0', JSON.stringify({ v: 1, origin: 'elsewhere', filter: { consumer: 'nobody' } }));
+  assert.ok(await eventually(() => seen() === before + 1), b.stdout);
+  await echoes(bobOnB, 'bob not reached from database 1');
+  // A well-formed message from another instance does.
+  const bobCut = closed(bobOnB);
+  await pub.publish('portcullis:revoke:0', JSON.stringify({ v: 1, origin: 'elsewhere', filter: { consumer: 'bob' } }));
+  assert.deepEqual(await bobCut, { code: 1008, reason: 'revoked' });
+});
+
+test('the subscriber comes back after Redis restarts; a broadcast then still reaches the other instance', async () => {
+  const [a, b] = instances.length >= 2 ? instances : await Promise.all([startInstance(), startInstance()]);
+  assert.ok(await subscribed(b));
+  await redis.stop();
+  const down = await eventually(async () => {
+    const s = await b.call('GET', '/admin/status');
+    return s.json.stores.find((x) => x.use === 'revoke' && !x.up);
+  });
+  assert.ok(down, 'B reports the revoke channel down');
+  // While Redis is down, DELETE still closes local connections and says the broadcast failed.
+  const local = await connect(a, BOB);
+  const cut = closed(local);
+  const d = await a.call('DELETE', '/admin/connections?consumer=bob');
+  assert.equal(d.status, 200);
+  assert.deepEqual(d.json, { closed: 1, broadcast: false });
+  assert.deepEqual(await cut, { code: 1008, reason: 'revoked' });
+
+  await redis.start();
+  assert.ok(await subscribed(b), 'B subscribed again');
+  const onB = await connect(b, ALICE);
+  const cutB = closed(onB);
+  const again = await eventually(async () => {
+    const r = await a.call('DELETE', '/admin/connections?consumer=alice');
+    return r.json.broadcast ? r : undefined;
+  }, { tries: 50, every: 100 });
+  assert.ok(again, 'A can publish again');
+  assert.deepEqual(await cutB, { code: 1008, reason: 'revoked' });
+});
+
+test('an instance with workers: DELETE closes on every worker, is published once, and its own workers ignore it', async () => {
+  const a = await startInstance({ workers: 2 });
+  const b = await startInstance();
+  // Every worker of A subscribed (two revoke entries in per_worker), and B.
+  assert.ok(await eventually(async () => {
+    const s = await a.call('GET', '/admin/status');
+    return s.json?.per_worker?.length === 2 && s.json.per_worker.every((w) => w.stores.some((x) => x.use === 'revoke' && x.up));
+  }, { tries: 150, every: 40 }));
+  assert.ok(await subscribed(b));
+  const onA = [];
+  for (let i = 0; i < 6; i++) onA.push(await connect(a, ALICE));
+  const onB = await connect(b, ALICE);
+  const workersHolding = new Set((await a.call('GET', '/admin/connections')).json.connections.map((c) => c.worker));
+  assert.equal(workersHolding.size, 2);
+  const cuts = [...onA, onB].map((s) => closed(s));
+  const d = await a.call('DELETE', '/admin/connections?consumer=alice');
+  assert.deepEqual(d.json, { closed: 6, broadcast: true });
+  for (const c of await Promise.all(cuts)) assert.deepEqual(c, { code: 1008, reason: 'revoked' });
+  assert.ok(await eventually(() => /connections revoked by another instance/.test(b.stdout)));
+  assert.ok(!a.stdout.includes('revoked by another instance'), 'the workers of A share one id: they ignore it');
+});
+
+test('Redis unreachable: status says down without credentials, DELETE answers broadcast false, no password in the log', async () => {
+  const dead = await freePort();
+  const ws = await wsUpstream();
+  const g = await startGateway(`gateway:
+  listen: [{ host: 127.0.0.1, port: 0 }]
+  redis: { url: "redis://portcullis:s3cret-pass@127.0.0.1:${dead}/2", timeout: 0.3 }
+upstreams:
+  - id: up
+    nodes: { "127.0.0.1:${ws.port}": 1 }
+routes:
+  - id: r
+    uri: /r
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      limit-conn: { conn: 10, burst: 0, default_conn_delay: 0.1, policy: redis, allow_degradation: true }
+admin:
+  listen: { host: 127.0.0.1, port: 0 }
+`);
+  try {
+    const port = g.gw.adminAddress().port;
+    const s = await adminCall(port, 'GET', '/admin/status');
+    assert.equal(s.status, 200);
+    assert.ok(!s.body.includes('s3cret-pass'), 'no password in the status');
+    assert.ok(!s.body.includes('portcullis:'), 'no user name either');
+    const stores = s.json.stores.map((x) => `${x.use} ${x.store} ${x.address} ${x.up}`).sort();
+    assert.deepEqual(stores, [`limits redis redis://127.0.0.1:${dead}/2 false`, `revoke redis redis://127.0.0.1:${dead}/2 false`]);
+    const d = await adminCall(port, 'DELETE', '/admin/connections?route=r');
+    assert.deepEqual(d.json, { closed: 0, broadcast: false });
+    const c = await adminCall(port, 'GET', '/admin/config');
+    assert.ok(!c.body.includes('s3cret-pass'));
+    assert.equal(c.json.gateway.redis.url, `redis://portcullis:[redacted]@127.0.0.1:${dead}/2`);
+    assert.ok(!g.log.raw().includes('s3cret-pass'), 'no password in the log');
+  } finally {
+    await g.close();
+    await ws.close();
+  }
+});
+
+test('gateway.redis through Sentinel: the revoke channel follows the master the sentinels name (database in the channel name)', async () => {
+  const sentinel = await startSentinel({ masterPort: redis.port });
+  const ws = await wsUpstream();
+  const yamlFor = () => `gateway:
+  listen: [{ host: 127.0.0.1, port: 0 }]
+  redis: { sentinels: ["${sentinel.address}"], master_name: ${sentinel.name}, database: 3, timeout: 1 }
+upstreams:
+  - id: up
+    nodes: { "127.0.0.1:${ws.port}": 1 }
+routes:
+  - id: r
+    uri: /r
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      key-auth: {}
+consumers:
+  - username: alice
+    plugins:
+      key-auth: { key: ${ALICE} }
+admin:
+  listen: { host: 127.0.0.1, port: 0 }
+`;
+  const g1 = await startGateway(yamlFor());
+  const g2 = await startGateway(yamlFor());
+  try {
+    const status = (g) => adminCall(g.gw.adminAddress().port, 'GET', '/admin/status');
+    for (const g of [g1, g2]) {
+      assert.ok(await eventually(async () => (await status(g)).json.stores.some((x) => x.use === 'revoke' && x.up), { tries: 150, every: 40 }));
+    }
+    const chan = (await status(g2)).json.stores.find((x) => x.use === 'revoke');
+    assert.equal(chan.address, `redis-sentinel ${sentinel.name} (${sentinel.address})/3`);
+    const r = await openWs(`${g2.ws}/r`, { headers: { apikey: ALICE } });
+    assert.ok(r.ws);
+    const cut = closed(r.ws);
+    // Someone on another database of the same master is not heard.
+    await redis.client().publish('portcullis:revoke:0', JSON.stringify({ v: 1, origin: 'x', filter: { consumer: 'alice' } }));
+    const d = await adminCall(g1.gw.adminAddress().port, 'DELETE', '/admin/connections?consumer=alice');
+    assert.deepEqual(d.json, { closed: 0, broadcast: true });
+    assert.deepEqual(await cut, { code: 1008, reason: 'revoked' });
+    assert.equal(g2.log.lines.filter((l) => l.msg === 'connections revoked by another instance').length, 1);
+  } finally {
+    await g1.close();
+    await g2.close();
+    await ws.close();
+    await sentinel.close();
+  }
+});
