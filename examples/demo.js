@@ -25,7 +25,7 @@ const OIDC_PORT = Number(setting('DEMO_OIDC_PORT', '7004').value);
 // The same names and defaults as in examples/portcullis.yaml.
 const ALICE_KEY = setting('DEMO_ALICE_KEY', 'alice-demo-key');
 const BOB_KEY = setting('DEMO_BOB_KEY', 'bob-demo-key');
-const JWT_SECRET = setting('DEMO_JWT_SECRET', 'demo-jwt-secret-change-me');
+const JWT_SECRET = setting('DEMO_JWT_SECRET', 'demo-jwt-secret-change-me-0123456789abcdef');
 const OIDC_GATEWAY_SECRET = setting('DEMO_OIDC_CLIENT_SECRET', 'demo-gateway-secret');
 const OIDC_APP_SECRET = setting('DEMO_OIDC_APP_SECRET', 'demo-app-secret');
 

@@ -12,6 +12,7 @@ import { Gateway } from './server/gateway.js';
 import { createRegistry } from './plugins/index.js';
 import { serveClusterStores } from './store/cluster.js';
 import { serveAdminRelay } from './admin/index.js';
+import { auditOptions, runAudit } from './audit/command.js';
 import { VERSION } from './version.js';
 
 const HELP = `portcullis ${VERSION} - a security gateway for WebSocket and Server-Sent Events
@@ -19,14 +20,20 @@ const HELP = `portcullis ${VERSION} - a security gateway for WebSocket and Serve
 Usage:
   portcullis start -c FILE       start the gateway with the config FILE
   portcullis validate -c FILE    check FILE; exit 0 when valid, 2 when not
+  portcullis audit -c FILE       review FILE's security (docs/audit.md); exit 0 clean, 1 findings, 2 invalid
   portcullis --help | --version
 
 Options:
   -c, --config FILE   the YAML config (APISIX standalone style); see docs/configuration.md
+  --format FORMAT     audit: text (default), json or sarif
+  --fail-on LEVEL     audit: exit 1 on findings at or above LEVEL: critical, high (default),
+                      medium, low, info, or none
   -h, --help          this text
   -v, --version       the version
 
 Signals: SIGTERM/SIGINT stop gracefully (WebSockets get 1001, SSE streams end).
+SIGHUP re-reads the config file and applies it without dropping unaffected connections;
+an invalid file is logged and the running config stays (docs/operations.md).
 With gateway.workers > 1 the primary passes them to every worker and exits when all have.
 `;
 
@@ -174,6 +181,8 @@ async function main(argv: string[]): Promise<void> {
       allowPositionals: true,
       options: {
         config: { type: 'string', short: 'c' },
+        format: { type: 'string' },
+        'fail-on': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -193,6 +202,9 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = positionals;
   if (!command) usage('no command given');
   if (rest.length > 0) usage(`unexpected argument "${rest[0]}"`);
+  if (command !== 'audit' && (values.format !== undefined || values['fail-on'] !== undefined)) {
+    usage('--format and --fail-on are options of audit');
+  }
   switch (command) {
     case 'start':
     case 'validate': {
@@ -203,6 +215,16 @@ async function main(argv: string[]): Promise<void> {
         return;
       }
       await start(values.config);
+      return;
+    }
+    case 'audit': {
+      if (!values.config) usage('audit needs a config: -c FILE');
+      const opts = auditOptions(values.format, values['fail-on']);
+      if (typeof opts === 'string') usage(opts);
+      const config = await load(values.config);
+      const { output, failed } = await runAudit(config, values.config, opts);
+      process.stdout.write(output);
+      if (failed) process.exitCode = 1;
       return;
     }
     default:
