@@ -2,7 +2,7 @@
 export { Gateway, Runtime, type GatewayOptions, type ListenerAddress } from './server/gateway.js';
 export type { ReloadReport } from './server/reload.js';
 export type { RevokeFilter, ProcessStatus } from './admin/index.js';
-export { definePlugin } from './core/plugin.js';
+export { definePlugin, OPCODE } from './core/plugin.js';
 export type {
   PluginDefinition,
   PluginContext,
@@ -12,6 +12,7 @@ export type {
   AccessResult,
   Message,
   MessageVerdict,
+  FrameVerdict,
   Direction,
   Consumer,
   ConnectionSummary,

@@ -380,3 +380,121 @@ test('buildCloseFrame 1005 is accepted by the ws receiver as no status', async (
   const got = await wsConclude(buildCloseFrame(1005, '', true), true);
   assert.deepEqual(got, { code: 1005, reason: '' });
 });
+
+// scan: one header at a time, for a tunnel whose route has a plugin frame phase.
+
+/** Headers of STREAM as scan reports them: [start, opcode, fin, length]. */
+const STREAM_HEADERS = [
+  [0, 0x1, false, 2],
+  [8, 0x9, true, 1],
+  [11, 0x0, true, 3],
+  [20, 0xa, true, 0],
+  [22, 0x2, true, 200],
+  [230, 0x8, true, 5],
+];
+
+/**
+ * Drives a tracker with scan over `buf` cut at `splits`, as the tunnel does: reports
+ * every header (with its start in the whole stream) and rebuilds what the tunnel would
+ * forward (a header split across chunks held back, then sent whole). `refuse(i)`
+ * true stops before the i-th header.
+ */
+function scanAll(buf, splits, refuse = () => false) {
+  const t = new FrameBoundaryTracker();
+  const headers = [];
+  const out = [];
+  let base = 0;
+  for (const end of [...splits, buf.length]) {
+    const chunk = buf.subarray(base, end);
+    let from = 0;
+    let pos = 0;
+    while (pos < chunk.length) {
+      pos = t.scan(chunk, pos);
+      if (!t.frameReady) break;
+      const start = t.frameStart;
+      if (refuse(headers.length)) {
+        if (start > from) out.push(chunk.subarray(from, start));
+        return { t, headers, out: Buffer.concat(out), refusedAt: base + start };
+      }
+      headers.push([base + start, t.frameOpcode, t.frameFin, t.frameLength]);
+      if (start < 0) {
+        out.push(t.header());
+        from = pos;
+      }
+    }
+    const held = Math.max(from, chunk.length - t.pendingHeader);
+    out.push(chunk.subarray(from, held));
+    base = end;
+  }
+  return { t, headers, out: Buffer.concat(out) };
+}
+
+test('scan reports each header with its start, opcode, FIN and length; the counters match feed', () => {
+  const { t, headers, out } = scanAll(STREAM, []);
+  assert.deepEqual(headers, STREAM_HEADERS);
+  assert.ok(out.equals(STREAM));
+  assert.equal(t.messages, 2);
+  assert.equal(t.controlFrames, 3);
+  assert.equal(t.closeCode, 1001);
+  assert.equal(t.atBoundary, true);
+  assert.equal(t.frameReady, false, 'the last call consumed the rest without a new header');
+});
+
+test('scan at every split point, and one byte at a time: the same headers, and what is forwarded is the stream itself', () => {
+  const cuts = [[...Array(STREAM.length - 1).keys()].map((i) => i + 1)];
+  for (let i = 1; i < STREAM.length; i++) cuts.push([i]);
+  for (const splits of cuts) {
+    const { headers, out } = scanAll(STREAM, splits);
+    // frameStart of a header split across chunks is negative: where it began, counted from this chunk.
+    assert.deepEqual(headers, STREAM_HEADERS, `splits ${splits.length > 3 ? 'every byte' : splits}`);
+    assert.ok(out.equals(STREAM), `forwarded bytes equal the stream (splits ${splits.length > 3 ? 'every byte' : splits})`);
+  }
+});
+
+test('scan refusing before a header, at every split point: exactly the bytes before that frame are forwarded', () => {
+  for (let k = 0; k < STREAM_HEADERS.length; k++) {
+    for (let cut = 1; cut < STREAM.length; cut++) {
+      const { out, refusedAt } = scanAll(STREAM, [cut], (i) => i === k);
+      assert.equal(refusedAt, STREAM_HEADERS[k][0]);
+      assert.ok(out.equals(STREAM.subarray(0, STREAM_HEADERS[k][0])), `refuse header ${k}, cut at ${cut}`);
+    }
+  }
+});
+
+test('scan and feed share state: scan into a payload, then feed with stopAtBoundary ends it', () => {
+  const t = new FrameBoundaryTracker();
+  const chunk = STREAM.subarray(0, 100);
+  let pos = 0;
+  for (let i = 0; i < 5; i++) pos = t.scan(chunk, pos);
+  assert.equal(t.frameStart, 22);
+  assert.equal(t.frameLength, 200);
+  assert.equal(t.scan(chunk, pos), chunk.length);
+  assert.equal(t.frameReady, false);
+  assert.equal(t.feed(STREAM.subarray(100), true), 130);
+  assert.equal(t.atBoundary, true);
+  assert.equal(t.messages, 2);
+});
+
+test('scan of a header still incomplete: pendingHeader bytes are held, then the header completes in the next chunk', () => {
+  const t = new FrameBoundaryTracker();
+  const f = hex('82 fe 00c8 01020304');
+  assert.equal(t.scan(f.subarray(0, 3), 0), 3);
+  assert.equal(t.frameReady, false);
+  assert.equal(t.pendingHeader, 3);
+  assert.equal(t.atBoundary, false);
+  assert.equal(t.scan(f.subarray(3), 0), 5);
+  assert.equal(t.frameReady, true);
+  assert.equal(t.frameStart, -3);
+  assert.equal(t.frameLength, 200);
+  assert.ok(t.header().equals(f));
+  assert.equal(t.pendingHeader, 0);
+});
+
+test('scan of a protocol violation sets error and consumes the chunk', () => {
+  const t = new FrameBoundaryTracker();
+  const bad = hex('83 00 81 00');
+  assert.equal(t.scan(bad, 0), bad.length);
+  assert.equal(t.error, 'WS_RESERVED_OPCODE');
+  assert.equal(t.frameReady, false);
+  assert.equal(t.pendingHeader, 0);
+});

@@ -4,6 +4,9 @@
 // direction. And gateway.max_pending_handshakes_per_ip: handshakes still in progress
 // per client address are capped (429), other addresses unaffected, and the count
 // returns to zero on every way a handshake ends.
+// Routes with on_exceed close (and no bytes_per_second) run in tunnel mode (the frame
+// phase); drop and bytes routes, and those built with `frameMode`, in frame mode. The
+// two modes side by side, frame by frame: limit-messages-tunnel.test.js.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { closed, collect, config, eventually, nextMessage, openWs, startGateway, wsUpstream } from './helpers.js';
@@ -13,8 +16,12 @@ import { WebSocket } from 'ws';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** A route with limit-messages (attributes as an object). */
-function route(id, attrs) {
+/**
+ * A route with limit-messages (attributes as an object). With on_exceed close and no
+ * bytes_per_second it is in tunnel mode; `frameMode` forces frame mode (another
+ * plugin, websocket-size-limit, declares frameLimits).
+ */
+function route(id, attrs, frameMode = false) {
   const lm = Object.entries(attrs)
     .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
     .join(', ');
@@ -24,7 +31,24 @@ function route(id, attrs) {
     upstream_id: up
     plugins:
       limit-messages: { ${lm} }
-`;
+${frameMode ? '      websocket-size-limit: {}\n' : ''}`;
+}
+
+/**
+ * Send one message at a time until the connection closes (at most `max`): how many
+ * were echoed, and the close. For tunnel mode with a store-backed key, where a
+ * refusal takes effect at the frame after the one that ran on credit.
+ */
+async function sendUntilClosed(ws, max, prefix = 'm') {
+  const c = closed(ws);
+  let passed = 0;
+  for (let i = 0; i < max; i++) {
+    ws.send(`${prefix}${i}`);
+    const r = await Promise.race([nextMessage(ws), c.then(() => undefined)]);
+    if (r === undefined) break;
+    passed++;
+  }
+  return { passed, close: await Promise.race([c, sleep(2000).then(() => undefined)]) };
 }
 
 /** Send `n` messages at once; returns how many echoes arrived before `ms` of quiet or the close. */
@@ -86,10 +110,12 @@ describe('limit-messages', () => {
           route('key', { rate: 1, burst: 4, scope: 'key' }),
           route('tenant', { rate: 1, burst: 2, scope: 'key', key: 'http_x_tenant' }),
           route('up', { rate: 1, burst: 2, direction: 'upstream' }),
-          route('rkey', { rate: 1, burst: 4, scope: 'both', ...redisAttrs }),
+          route('rkey', { rate: 1, burst: 4, scope: 'both', ...redisAttrs }, true),
+          route('rkeyt', { rate: 1, burst: 4, scope: 'key', key: 'http_x_k', ...redisAttrs }),
           route('rfast', { rate: 1000, burst: 0, scope: 'key', ...redisAttrs }),
           route('rdeg', { rate: 1, burst: 9, scope: 'key', allow_degradation: true, ...redisAttrs }),
-          route('rnodeg', { rate: 1, burst: 9, scope: 'key', ...redisAttrs }),
+          route('rnodeg', { rate: 1, burst: 9, scope: 'key', ...redisAttrs }, true),
+          route('rnodegt', { rate: 1, burst: 9, scope: 'key', ...redisAttrs }),
         ].join(''),
       ),
     );
@@ -201,7 +227,7 @@ describe('limit-messages', () => {
     assert.ok(got.length <= 3, `${got.length} upstream messages reached the client`);
   });
 
-  test('scope both with policy redis: two connections of one key share one bucket in Redis', async () => {
+  test('frame mode, scope both with policy redis: two connections of one key share one bucket in Redis', async () => {
     const inspect = redis.client();
     try {
       const a = (await openWs(`${gw.ws}/rkey/a`)).ws;
@@ -221,6 +247,32 @@ describe('limit-messages', () => {
     }
   });
 
+  test('tunnel mode, scope key with policy redis: frames run on credit; the key is closed 1008 after at most rate + burst beyond its limit', async () => {
+    const k = { headers: { 'x-k': 'slow' } };
+    const a = (await openWs(`${gw.ws}/rkeyt/a`, k)).ws;
+    const b = (await openWs(`${gw.ws}/rkeyt/b`, k)).ws;
+    for (let i = 0; i < 3; i++) assert.ok(await echoes(a, `a${i}`));
+    // 2 tokens left for the key (rate 1, burst 4). Frames sent while the store's answers are
+    // on their way pass on credit; the refill that finds the bucket empty refuses the next frame.
+    const { passed, close } = await sendUntilClosed(b, 20, 'b');
+    assert.equal(close?.code, 1008);
+    assert.equal(close?.reason, 'LIMIT_EXCEEDED');
+    assert.ok(passed >= 2 && passed <= 2 + 5, `${passed} of b's messages passed (2 in the bucket, at most 5 on credit)`);
+    a.close();
+    await closed(a);
+  });
+
+  test('tunnel mode, scope key with policy redis: a flood in one chunk is cut when the debt passes one bucket', async () => {
+    const before = seen.get('/rkeyt/flood') ?? 0;
+    const { ws } = await openWs(`${gw.ws}/rkeyt/flood`, { headers: { 'x-k': 'flood' } });
+    const c = closed(ws);
+    for (let i = 0; i < 50; i++) ws.send(`f${i}`);
+    assert.equal((await c).code, 1008);
+    await sleep(50);
+    const got = (seen.get('/rkeyt/flood') ?? 0) - before;
+    assert.ok(got >= 5 && got <= 10, `${got} reached the upstream (5 in the bucket, at most 5 more on credit)`);
+  });
+
   test('policy redis with a high rate: batched, every message passes', async () => {
     const { ws } = await openWs(`${gw.ws}/rfast/x`);
     const n = 200;
@@ -234,19 +286,27 @@ describe('limit-messages', () => {
   });
 
   // Last in this suite: stops and restarts the shared redis-server.
-  test('Redis down: allow_degradation continues under a local bucket; without it the frame closes with 1013; limits resume', async () => {
+  test('Redis down: allow_degradation continues under a local bucket; without it the frame closes with 1013 (tunnel mode: the next frame); limits resume', async () => {
     const deg = (await openWs(`${gw.ws}/rdeg/x`)).ws;
     const nodeg = (await openWs(`${gw.ws}/rnodeg/x`)).ws;
+    const nodegt = (await openWs(`${gw.ws}/rnodegt/x`)).ws;
     assert.ok(await echoes(deg, 'before'));
     assert.ok(await echoes(nodeg, 'before'));
+    assert.ok(await echoes(nodegt, 'before'));
     await redis.stop();
     try {
       assert.ok(await echoes(deg, 'during'), 'allow_degradation: passes under the local bucket');
+      // Frame mode: the message waits for the store and is refused.
       const c = closed(nodeg);
       nodeg.send('during');
       const { code, reason } = await c;
       assert.equal(code, 1013);
       assert.equal(reason, 'LIMIT_STORE_UNAVAILABLE');
+      // Tunnel mode: the frame ran on credit; the failed refill refuses the next one.
+      const t = await sendUntilClosed(nodegt, 5, 'during');
+      assert.equal(t.close?.code, 1013);
+      assert.equal(t.close?.reason, 'LIMIT_STORE_UNAVAILABLE');
+      assert.ok(t.passed <= 1, `${t.passed} frames passed on credit`);
     } finally {
       await redis.start();
     }

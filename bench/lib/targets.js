@@ -106,13 +106,13 @@ export const TARGETS = [
   },
   {
     // Issue 6: "a limit check adds no measurable latency to ws-echo". limit-messages
-    // puts the route in frame mode, as the validator does: compare with both.
+    // with on_exceed close keeps the route in tunnel mode (frame phase): compare with the tunnel.
     name: 'portcullis-limited',
     kind: 'portcullis',
     config: portcullisLimitedConfig,
     workloads: ['ws-echo'],
     compareTo: 'portcullis-tunnel',
-    about: 'Portcullis, ws route in frame mode: limit-messages counts every client message in a per-connection bucket (rate 1,000,000/s: never refuses; scope connection, policy local)',
+    about: 'Portcullis, ws route in tunnel mode: limit-messages counts every client message from frame headers in a per-connection bucket (rate 1,000,000/s: never refuses; scope connection, policy local)',
   },
 ];
 

@@ -4,7 +4,7 @@
  * cluster IPC channel, the primary hands it to every worker (the one asking
  * included), each runs it on its own gateway, and the primary sends the answers
  * back together. So DELETE, PUT config and reload act on every worker, and the
- * status and the connection list cover them all.
+ * status, the connection list and a /metrics scrape cover them all.
  *
  *   worker --call--> primary --do--> every ready worker --done--> primary --result--> worker
  *
@@ -18,8 +18,8 @@ import { INSTANCE_ENV } from './revoke.js';
 /** Marks our messages on the shared IPC channel (the stores use `portcullis:store`). */
 const TAG = 'portcullis:admin';
 
-export type RelayOp = 'status' | 'connections' | 'revoke' | 'config' | 'reload';
-const OPS: readonly string[] = ['status', 'connections', 'revoke', 'config', 'reload'];
+export type RelayOp = 'status' | 'connections' | 'revoke' | 'config' | 'reload' | 'metrics';
+const OPS: readonly string[] = ['status', 'connections', 'revoke', 'config', 'reload', 'metrics'];
 
 /** One worker's share of a relayed call. */
 export interface WorkerAnswer {

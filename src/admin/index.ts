@@ -5,7 +5,8 @@
  *   - the revoke channel (`gateway.redis`): a subscriber that closes this instance's
  *     connections when another instance revokes them, and the publisher DELETE uses
  *     (revoke.ts), whether or not this instance has an admin listener;
- *   - with `gateway.workers` > 1, this worker's end of the admin relay (cluster.ts).
+ *   - with `gateway.workers` > 1, this worker's end of the admin relay (cluster.ts),
+ *     which a /metrics scrape uses too (with or without an admin listener).
  */
 import cluster from 'node:cluster';
 import { GatewayError } from '../core/errors.js';
@@ -48,10 +49,15 @@ export class Admin {
     const admin = new Admin(gw, live);
     admin.#broadcast?.start();
     const settings = gw.config.admin;
-    if (!settings) return admin;
     // Relay only under our own primary (cli.ts sets the instance id before forking);
-    // a gateway embedded in someone else's cluster answers for itself.
-    if (cluster.isWorker && process.env[INSTANCE_ENV]) admin.#relay = new WorkerRelay((op, args) => admin.#exec(op, args));
+    // a gateway embedded in someone else's cluster answers for itself. A scrape of
+    // /metrics (admin listener or metrics.listen) collects every worker's through it.
+    if (cluster.isWorker && process.env[INSTANCE_ENV] && (settings || gw.metrics)) {
+      const relay = new WorkerRelay((op, args) => admin.#exec(op, args));
+      admin.#relay = relay;
+      gw.metrics?.gatherFrom((timeoutMs) => relay.call('metrics', null, timeoutMs));
+    }
+    if (!settings) return admin;
     const ctx: AdminContext = {
       gw,
       log: gw.log,
@@ -140,6 +146,9 @@ export class Admin {
       }
       case 'reload':
         return reloadFile(gw);
+      case 'metrics':
+        if (!gw.metrics) throw new Error('metrics are disabled');
+        return gw.metrics.snapshot();
     }
   }
 }

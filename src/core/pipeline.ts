@@ -5,6 +5,11 @@
  *
  * Runners are synchronous until a plugin returns a promise: the common path
  * allocates no promise and no closure.
+ *
+ * The pipeline also decides the WebSocket mode of its connections
+ * (`inspectsMessages`): tunnel unless some plugin needs whole messages (a `message`
+ * or `control` phase that is not tunnelable, or `frameLimits`). Tunnelable plugins
+ * run their `frame` phase on frame headers instead (`runFrame`).
  */
 import type { GlobalRule, PluginInstance, RouteConfig, WebSocketSettings } from '../config/types.js';
 import type { Logger } from './log.js';
@@ -12,6 +17,7 @@ import type {
   AccessResult,
   ConnectionSummary,
   Direction,
+  FrameVerdict,
   Message,
   MessageVerdict,
   Rejection,
@@ -43,6 +49,9 @@ export class Pipeline {
   readonly #clientMessage: readonly PluginInstance[];
   readonly #upstreamMessage: readonly PluginInstance[];
   readonly #control: readonly PluginInstance[];
+  /** Plugins whose frame phase runs in tunnel mode (empty when the route needs frame mode). */
+  readonly #frame: readonly PluginInstance[];
+  readonly #needsFrameMode: boolean;
   readonly #logSteps: readonly PluginInstance[];
   /** The plugins' own limits (frameLimits), before the route's are applied. */
   readonly #pluginLimits: PluginLimits;
@@ -60,6 +69,10 @@ export class Pipeline {
     this.#control = sorted.filter((i) => i.def.control);
     this.#logSteps = sorted.filter((i) => i.def.log);
     this.#pluginLimits = collectFrameLimits(sorted);
+    const tunnelable = new Set(sorted.filter(isTunnelable));
+    this.#needsFrameMode =
+      this.#pluginLimits.declared || sorted.some((i) => (i.def.message || i.def.control) && !tunnelable.has(i));
+    this.#frame = this.#needsFrameMode ? [] : sorted.filter((i) => tunnelable.has(i));
   }
 
   static forRoute(
@@ -74,16 +87,22 @@ export class Pipeline {
   }
 
   /**
-   * True when the connection needs frame mode: some plugin inspects messages or
-   * asks the parser for limits (frameLimits).
+   * True when the connection needs frame mode: some plugin inspects messages (a
+   * `message` or `control` phase it cannot replace by its `frame` phase: see
+   * `tunnelable`) or asks the parser for limits (frameLimits).
    */
   get inspectsMessages(): boolean {
-    return this.#clientMessage.length > 0 || this.#control.length > 0 || this.#pluginLimits.declared;
+    return this.#needsFrameMode;
   }
 
   /** Some plugin has a control phase (the bridge then reports pings and pongs). */
   get hasControl(): boolean {
     return this.#control.length > 0;
+  }
+
+  /** Tunnel mode with some plugin's frame phase to run: the tunnel then reads frame headers for it. */
+  get hasFrame(): boolean {
+    return this.#frame.length > 0;
   }
 
   /**
@@ -194,6 +213,36 @@ export class Pipeline {
     return undefined;
   }
 
+  /**
+   * Report one frame header (tunnel mode) to every frame plugin, in priority order
+   * for both directions, as control. Returns the first close verdict (recorded in
+   * `summary.rejectedBy`), else undefined. A throwing plugin closes with 1011
+   * PLUGIN_ERROR: logging and going on would log once per frame.
+   */
+  runFrame(direction: Direction, opcode: number, fin: boolean, length: number, ctx: RequestContext, summary?: ConnectionSummary): FrameVerdict {
+    const steps = this.#frame;
+    for (let i = 0; i < steps.length; i++) {
+      const inst = steps[i]!;
+      let v: FrameVerdict;
+      try {
+        v = inst.def.frame!(direction, opcode, fin, length, ctx, inst.state);
+      } catch (err) {
+        v = {
+          action: 'close',
+          code: 1011,
+          reason: 'PLUGIN_ERROR',
+          error: 'PLUGIN_ERROR',
+          detail: `plugin ${inst.name} failed in frame: ${errMessage(err)}`,
+        };
+      }
+      if (v && v.action === 'close') {
+        if (summary) summary.rejectedBy = inst.name;
+        return v;
+      }
+    }
+    return undefined;
+  }
+
   /** Run every log phase once. Failures are logged, never propagated. */
   runLog(ctx: RequestContext, summary: ConnectionSummary, log: Logger): void {
     for (const inst of this.#logSteps) {
@@ -274,6 +323,12 @@ function collectFrameLimits(plugins: readonly PluginInstance[]): PluginLimits {
     }
   }
   return { declared, client, upstream };
+}
+
+/** A plugin whose frame phase can stand in for its message and control phases (tunnel mode). */
+function isTunnelable(inst: PluginInstance): boolean {
+  if (!inst.def.frame) return false;
+  return inst.def.tunnelable ? inst.def.tunnelable(inst.state) === true : true;
 }
 
 const STOP = Symbol('stop');

@@ -9,6 +9,8 @@
  *   access   on the request / handshake (authorization, limits); may reject
  *   message  on each complete WebSocket message, both directions (frame mode only)
  *   control  on each ping and pong frame, both directions (frame mode only)
+ *   frame    on each frame header, both directions (tunnel mode only): lets a plugin
+ *            that only needs headers (limit-messages) keep the route in tunnel mode
  *   log      once per connection or request, on every way it can end
  *
  * Besides phases, `frameLimits` gives the WebSocket parser limits to enforce while
@@ -139,6 +141,19 @@ export type MessageVerdict =
   | { action: 'drop'; reply?: string; error?: ErrorCode; detail?: string }
   | { action: 'close'; code: number; reason?: string; error?: ErrorCode; detail?: string };
 
+/**
+ * What a `frame` phase may answer: nothing (forward the frame) or close. A close
+ * verdict stops the stream right before the frame: nothing of it is forwarded, the
+ * sender is closed with `code` (and `reason`), the other side with 1001.
+ */
+export type FrameVerdict =
+  | void
+  | undefined
+  | { action: 'close'; code: number; reason?: string; error?: ErrorCode; detail?: string };
+
+/** WebSocket opcodes a `frame` phase sees (close frames are not reported). */
+export const OPCODE = { continuation: 0x0, text: 0x1, binary: 0x2, ping: 0x9, pong: 0xa } as const;
+
 export interface ConnectionSummary {
   protocol: Protocol;
   /** HTTP status sent to the client (101 for an accepted WebSocket). */
@@ -262,6 +277,32 @@ export interface PluginDefinition<C = any, S = C> {
    * A throwing plugin is logged and ignored.
    */
   control?(kind: 'ping' | 'pong', direction: Direction, size: number, ctx: RequestContext, state: S): MessageVerdict;
+  /**
+   * On each frame header a peer sends, in tunnel mode (the gateway forwards bytes
+   * and reads only frame headers: nothing is unmasked, copied or reassembled). Every
+   * frame except close frames is reported: text, binary, each continuation, ping,
+   * pong (`opcode`, see OPCODE), with its FIN bit and the payload `length` its header
+   * announces (before any decompression: with permessage-deflate passed through, the
+   * compressed length). A fragmented message is its first frame (opcode 1 or 2)
+   * followed by continuations (0), the last with `fin`.
+   *
+   * Called before any byte of the frame is forwarded, so a close verdict is exact:
+   * the frame and everything after it never reach the other side. Synchronous and
+   * cheap (it runs per frame): it cannot wait for anything. Only runs in tunnel mode;
+   * when the route is in frame mode for another reason, `message` and `control` run
+   * instead, so a plugin with a `frame` phase must have those too and behave the same.
+   * A throwing plugin closes the connection with 1011 PLUGIN_ERROR.
+   */
+  frame?(direction: Direction, opcode: number, fin: boolean, length: number, ctx: RequestContext, state: S): FrameVerdict;
+  /**
+   * Whether this instance's `message` and `control` phases can be replaced by its
+   * `frame` phase, so that the route may stay in tunnel mode (called once when the
+   * route's pipeline is built). Absent means yes for a plugin with a `frame` phase;
+   * a plugin without one is never tunnelable. A route runs in tunnel mode when every
+   * plugin with a `message` or `control` phase is tunnelable and none declares
+   * `frameLimits`.
+   */
+  tunnelable?(state: S): boolean;
   /** Runs exactly once per request or connection; errors are logged, never propagated. */
   log?(ctx: RequestContext, summary: ConnectionSummary, state: S): void;
   /**

@@ -14,12 +14,19 @@
  *
  * Node's process metrics (CPU, memory, event loop, GC) are process-wide: one
  * registry per process holds them, rendered after the gateway's own.
+ *
+ * With `gateway.workers` > 1 every worker keeps its own registry, and a scrape
+ * (which reaches one worker) collects every worker's `snapshot()` through the admin
+ * relay (`admin/cluster.ts`, attached by `gatherFrom`) and answers the instance's
+ * total (`aggregateWorkers`): the gateway's series summed, the process series kept
+ * per worker with a `pid` label.
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { availableParallelism } from 'node:os';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config, MetricsSettings } from '../config/types.js';
 import { errorBody } from '../core/errors.js';
 import type { FinishedEvent, MessageRejectedEvent, OpenedEvent, StoreErrorEvent, UpstreamConnectedEvent } from '../core/events.js';
@@ -43,6 +50,37 @@ const MAX_PLUGIN_VALUES = 64;
 
 /** The value of `consumer` beyond max_consumer_labels. */
 export const OTHER = 'other';
+
+/** How long a clustered scrape waits for the workers' metrics; a worker later than that is left out. */
+export const WORKER_SCRAPE_TIMEOUT_MS = 2000;
+
+/** One metric as `Registry.getMetricsAsJSON()` gives it (plain JSON: it crosses the cluster IPC channel). */
+interface MetricJson {
+  name: string;
+  help: string;
+  type: string;
+  aggregator?: string;
+  values: { value: number | null; labels: Record<string, string | number>; metricName?: string }[];
+}
+
+/** One worker's metrics, for a clustered scrape. */
+export interface MetricsSnapshot {
+  pid: number;
+  /** The gateway's registry: summed across workers. */
+  gateway: MetricJson[];
+  /** Node's process metrics: kept per worker (`pid` label). */
+  process: MetricJson[];
+}
+
+/** Every worker's share of a relayed call (the admin relay's RelayResult). */
+export interface WorkerSnapshots {
+  answers: { pid: number; value?: unknown; error?: string }[];
+  /** Workers asked that did not answer in time, or died. */
+  missing: number;
+}
+
+/** Asks every worker of the instance for its snapshot (rejects when the cluster primary does not answer). */
+export type GatherWorkers = (timeoutMs: number) => Promise<WorkerSnapshots>;
 
 type Protocol = 'websocket' | 'sse' | 'http';
 
@@ -112,6 +150,8 @@ export class Metrics {
   #stale = false;
   #server: http.Server | undefined;
   #closed = false;
+  /** With workers: how a scrape collects every worker's snapshot. */
+  #gather: GatherWorkers | undefined;
 
   readonly #active: Gauge<string>;
   readonly #opened: Counter<string>;
@@ -135,7 +175,8 @@ export class Metrics {
     const c = settings.consumer_label ? ['consumer'] : [];
     const registers = [this.registry];
 
-    new Gauge({ name: 'portcullis_build_info', help: 'Always 1; the version as a label.', labelNames: ['version'], registers }).set(
+    // 'first': the workers of an instance run one version, so their sum would be wrong.
+    new Gauge({ name: 'portcullis_build_info', help: 'Always 1; the version as a label.', labelNames: ['version'], registers, aggregator: 'first' }).set(
       { version: VERSION },
       1,
     );
@@ -418,12 +459,49 @@ export class Metrics {
     }
   }
 
-  /** The scrape: this gateway's metrics then the process's, in the Prometheus text format. */
+  /**
+   * With `gateway.workers` > 1 (the admin side attaches its relay here): a scrape
+   * answers every worker's metrics, collected by `gather`, instead of this worker's.
+   */
+  gatherFrom(gather: GatherWorkers): void {
+    this.#gather = gather;
+  }
+
+  /** This gateway's and this process's metrics as plain JSON: a worker's share of a clustered scrape. */
+  async snapshot(): Promise<MetricsSnapshot> {
+    await this.#refresh();
+    const [gateway, proc] = await Promise.all([this.registry.getMetricsAsJSON(), processMetrics().getMetricsAsJSON()]);
+    return { pid: process.pid, gateway: gateway as unknown as MetricJson[], process: proc as unknown as MetricJson[] };
+  }
+
+  /**
+   * The scrape, in the Prometheus text format: this gateway's metrics then the
+   * process's; with workers, the whole instance's (`aggregateWorkers`).
+   */
   async render(): Promise<{ contentType: string; body: string }> {
+    if (this.#gather) return this.#renderWorkers(this.#gather);
     await this.#refresh();
     const own = await this.registry.metrics();
     const proc = await processMetrics().metrics();
     return { contentType: this.registry.contentType, body: `${own.endsWith('\n') ? own : `${own}\n`}${proc}` };
+  }
+
+  async #renderWorkers(gather: GatherWorkers): Promise<{ contentType: string; body: string }> {
+    const w = this.#host.config.gateway.workers;
+    const expected = w === 'auto' ? availableParallelism() : w;
+    let result: WorkerSnapshots;
+    let note: string | undefined;
+    try {
+      result = await gather(WORKER_SCRAPE_TIMEOUT_MS);
+    } catch (err) {
+      // No primary to ask (shutting down, or it is gone): what this worker knows, said as such.
+      this.#log.warn({ err: err instanceof Error ? err.message : String(err) }, 'metrics: the other workers could not be asked');
+      result = { answers: [{ pid: process.pid, value: await this.snapshot() }], missing: 0 };
+      note = 'the cluster primary did not answer: this answer has only the metrics of the worker that received the scrape';
+    }
+    const { text, scraped, missing, failed } = await aggregateWorkers(result, expected, note);
+    if (missing > 0) this.#log.warn({ scraped, missing, failed }, 'metrics: workers missing from a scrape');
+    return { contentType: this.registry.contentType, body: text };
   }
 
   /** Start the separate listener (`metrics.listen`), if configured: GET /metrics only. */
@@ -484,6 +562,67 @@ export class Metrics {
       await done;
     }
   }
+}
+
+/**
+ * The whole instance's metrics from its workers' snapshots: the gateway's series
+ * summed by prom-client's `AggregatorRegistry.aggregate` (counters, histograms and
+ * `portcullis_connections_active`; `portcullis_build_info` is taken once), Node's
+ * process series kept per worker with a `pid` label (a sum of event-loop lag, of
+ * start times or of fd limits means nothing), and `portcullis_workers_scraped` /
+ * `portcullis_workers_missing` saying how many workers the answer covers. Workers
+ * missing (no answer in time, an error, not running) are left out, and a comment
+ * line says so. `expected` is the configured number of workers.
+ */
+export async function aggregateWorkers(
+  result: WorkerSnapshots,
+  expected: number,
+  note?: string,
+): Promise<{ text: string; scraped: number; missing: number; failed: number }> {
+  const snaps: MetricsSnapshot[] = [];
+  let failed = 0;
+  for (const a of result.answers) {
+    if (a.error === undefined && isSnapshot(a.value)) snaps.push(a.value);
+    else failed++;
+  }
+  snaps.sort((a, b) => a.pid - b.pid);
+  const scraped = snaps.length;
+  const missing = Math.max(result.missing + failed, expected - scraped, 0);
+  const parts: MetricJson[][] = snaps.map((s) => s.gateway.map(numeric));
+  parts.push([
+    workerGauge('portcullis_workers_scraped', 'Workers whose metrics this answer holds (gateway.workers > 1 only).', scraped),
+    workerGauge('portcullis_workers_missing', 'Workers left out of this answer: no answer in time, failed, or not running (gateway.workers > 1 only).', missing),
+  ]);
+  for (const s of snaps) {
+    const pid = s.pid;
+    // Labelled per worker, each series is its own: 'first' keeps it as it is (and keeps what 'omit' would drop).
+    parts.push(s.process.map((m) => ({ ...m, aggregator: 'first', values: m.values.map((v) => ({ ...v, value: v.value ?? NaN, labels: { ...v.labels, pid } })) })));
+  }
+  const body = await AggregatorRegistry.aggregate(parts).metrics();
+  const notes: string[] = [];
+  if (note) notes.push(`# portcullis: ${note}`);
+  if (missing > 0) {
+    notes.push(
+      `# portcullis: ${missing} of ${scraped + missing} workers missing from this answer (no answer within ${WORKER_SCRAPE_TIMEOUT_MS} ms, failed, or not running); their counts are not included`,
+    );
+  }
+  const head = notes.length > 0 ? `${notes.join('\n')}\n` : '';
+  return { text: `${head}${body.endsWith('\n') ? body : `${body}\n`}`, scraped, missing, failed };
+}
+
+function workerGauge(name: string, help: string, value: number): MetricJson {
+  return { name, help, type: 'gauge', aggregator: 'sum', values: [{ value, labels: {} }] };
+}
+
+/** NaN crosses the IPC channel as null: give it back (a sum would read null as 0). */
+function numeric(m: MetricJson): MetricJson {
+  return m.values.some((v) => v.value === null) ? { ...m, values: m.values.map((v) => ({ ...v, value: v.value ?? NaN })) } : m;
+}
+
+function isSnapshot(v: unknown): v is MetricsSnapshot {
+  if (typeof v !== 'object' || v === null) return false;
+  const s = v as Partial<MetricsSnapshot>;
+  return typeof s.pid === 'number' && Array.isArray(s.gateway) && Array.isArray(s.process);
 }
 
 function activeKey(route: string, protocol: Protocol, consumer: string | undefined): string {

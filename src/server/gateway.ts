@@ -185,8 +185,9 @@ export class Gateway {
     const gw = new Gateway(config, opts);
     try {
       for (const spec of config.gateway.listen) await gw.#listen(spec);
-      await gw.metrics?.start();
+      // The admin side first: with workers it attaches the relay a /metrics scrape collects through.
       gw.#admin = await Admin.start(gw, gw.#live);
+      await gw.metrics?.start();
     } catch (err) {
       await gw.close(0);
       throw err;

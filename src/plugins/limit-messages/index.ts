@@ -1,7 +1,7 @@
 /**
- * limit-messages (priority 1004, message + control phases): how many WebSocket
- * messages (and, optionally, payload bytes) per second a connection, or a key
- * across all of its connections, may send.
+ * limit-messages (priority 1004, message + control phases, and a frame phase for
+ * tunnel mode): how many WebSocket messages (and, optionally, payload bytes) per
+ * second a connection, or a key across all of its connections, may send.
  *
  * Token buckets: `rate` messages per second, holding `rate + burst` (at least 1);
  * optionally `bytes_per_second`, holding `bytes_per_second + bytes_burst` (a message
@@ -28,9 +28,21 @@
  * (the other side with 1001); `drop` discards the message (a ping cannot be dropped:
  * it is already answered; it only uses up tokens). Redis unreachable: with
  * `allow_degradation` the key's bucket continues in this process; without, the
- * frame is treated as over the limit with `LIMIT_STORE_UNAVAILABLE` (1013).
+ * frame is treated as over the limit with `LIMIT_STORE_UNAVAILABLE` (1013). Every
+ * refusal is published on `portcullis:message:rejected`.
+ *
+ * Tunnel mode. With `on_exceed: close` and no `bytes_per_second` the plugin is
+ * tunnelable: the route stays a byte tunnel and the `frame` phase counts from frame
+ * headers (a message at its first frame, continuations free; pings and pongs; empty
+ * frames), refusing before any byte of the offending frame is forwarded. Dropping
+ * needs frame mode (the tunnel cannot cut a message out of the stream), and so do
+ * bytes (counted after reassembly and decompression, which the tunnel never does).
+ * The frame phase cannot wait, so a per-key limit on a shared store (Redis, or the
+ * cluster primary's with workers) keeps the route in frame mode, where a message
+ * that needs the store waits for it: limits are exact in both modes.
  */
-import { definePlugin, type Direction, type MessageVerdict, type RequestContext } from '../../core/plugin.js';
+import { channels, type MessageRejectedEvent } from '../../core/events.js';
+import { definePlugin, OPCODE, type Direction, type FrameVerdict, type MessageVerdict, type RequestContext } from '../../core/plugin.js';
 import { LocalStore, RedisStore, openStore, type LimitStore, type StoreRef, type TokenResult } from '../../store/index.js';
 import { compileKey, type KeyFn } from '../shared/limit-key.js';
 import { storeSpec } from '../shared/limit-store.js';
@@ -60,6 +72,8 @@ interface State {
   readonly fallback: LocalStore | undefined;
   readonly exceeded: MessageVerdict;
   readonly unavailable: MessageVerdict;
+  /** The frame phase can stand in for message + control (on_exceed close, no byte limit). */
+  readonly tunnelable: boolean;
 }
 
 /** An in-process token bucket. */
@@ -75,6 +89,8 @@ interface Held {
   pending: Promise<void> | undefined;
   /** A refill was refused (or the store failed) after a frame ran on credit: the next frame is refused. */
   refused: MessageVerdict | undefined;
+  /** The last refill asked for got nothing (the key's bucket had less than the debt). */
+  denied: boolean;
 }
 
 interface Dir {
@@ -130,17 +146,36 @@ export default definePlugin<LimitMessagesConfig, State>({
         config.on_exceed === 'close'
           ? { action: 'close', code: 1013, reason: 'LIMIT_STORE_UNAVAILABLE', error: 'LIMIT_STORE_UNAVAILABLE', detail: 'limit-messages: store unavailable' }
           : { action: 'drop', error: 'LIMIT_STORE_UNAVAILABLE' },
+      // Per key, only an in-process store answers without waiting: a shared one (Redis, or the
+      // primary's with workers) would make the tunnel run on credit and overshoot, so frame mode.
+      tunnelable: config.on_exceed === 'close' && bytesRate === undefined && (!perKey || ref?.store instanceof LocalStore),
     };
   },
 
+  tunnelable(st) {
+    return st.tunnelable;
+  },
+
   message(msg, ctx, st) {
-    if (msg.direction === 'client' ? !st.client : !st.upstream) return undefined;
-    return check(ctx, st, msg.direction, msg.data.length, false);
+    const dir = msg.direction;
+    if (dir === 'client' ? !st.client : !st.upstream) return undefined;
+    const v = check(ctx, st, dir, msg.data.length, false);
+    if (v === undefined) return undefined;
+    return v instanceof Promise ? v.then((r) => published(r, ctx, dir)) : published(v, ctx, dir);
   },
 
   control(_kind, direction, size, ctx, st) {
     if (direction === 'client' ? !st.client : !st.upstream) return undefined;
-    return check(ctx, st, direction, size, true) as MessageVerdict;
+    return published(check(ctx, st, direction, size, true) as MessageVerdict, ctx, direction);
+  },
+
+  // Tunnel mode: a message counts at its first frame (so it is refused before any of it
+  // is forwarded), its continuations are free; pings and pongs count as in `control`.
+  frame(direction, opcode, _fin, length, ctx, st) {
+    if (direction === 'client' ? !st.client : !st.upstream) return undefined;
+    if (opcode === OPCODE.continuation) return undefined;
+    // Tunnelable only with on_exceed close: a refusal is a close verdict.
+    return published(check(ctx, st, direction, length, true) as MessageVerdict, ctx, direction) as FrameVerdict;
   },
 
   async dispose(st) {
@@ -148,6 +183,21 @@ export default definePlugin<LimitMessagesConfig, State>({
     await st.ref?.release();
   },
 });
+
+/** Tell observers (metrics) about a refusal; returns the verdict. Costs a test when nobody listens. */
+function published(v: MessageVerdict, ctx: RequestContext, dir: Direction): MessageVerdict {
+  if (v && channels.messageRejected.hasSubscribers) {
+    const ev: MessageRejectedEvent = {
+      source: undefined,
+      routeId: ctx.routeId,
+      direction: dir,
+      reason: (v.action === 'close' || v.action === 'drop' ? v.error : undefined) ?? 'LIMIT_EXCEEDED',
+      plugin: NAME,
+    };
+    channels.messageRejected.publish(ev);
+  }
+  return v;
+}
 
 function dirState(ctx: RequestContext, st: State, dir: Direction): Dir {
   let conn = ctx.vars.get(NAME) as Conn | undefined;
@@ -162,7 +212,7 @@ function dirState(ctx: RequestContext, st: State, dir: Direction): Dir {
     d = {
       msgBucket: { tokens: st.capacity, at: now },
       byteBucket: st.bytesRate === undefined ? undefined : { tokens: st.bytesCapacity, at: now },
-      held: { msgs: 0, bytes: 0, pending: undefined, refused: undefined },
+      held: { msgs: 0, bytes: 0, pending: undefined, refused: undefined, denied: false },
       msgKey: `${st.prefix}${dir}:${k}`,
       byteKey: `${st.prefix}${dir}:bytes:${k}`,
     };
@@ -202,6 +252,12 @@ function check(ctx: RequestContext, st: State, dir: Direction, size: number, syn
   if (h.msgs >= 0 && h.bytes >= 0) return undefined;
   if (st.redis) st.redis.useLogger(ctx.log);
   if (sync) {
+    // More debt than a whole bucket: no refill can cover it, refused now.
+    if (-h.msgs > st.capacity || -h.bytes > st.bytesCapacity) {
+      h.msgs += 1;
+      if (st.bytesRate !== undefined) h.bytes += bytes;
+      return st.exceeded;
+    }
     // Run on credit; a refused refill refuses the next frame.
     if (!h.pending) {
       const r = refill(st, d);
@@ -239,10 +295,24 @@ function afterWait(st: State, d: Dir): MessageVerdict | Promise<MessageVerdict> 
   });
 }
 
+/**
+ * A refill asked for by a frame on credit is back. Frames that ran on credit while
+ * it was on its way may still be owed: ask again for them, unless the store just
+ * refused (its bucket had less than the debt): then the next frame is refused.
+ */
 function settleCredit(st: State, d: Dir): void {
-  d.held.pending = undefined;
+  const h = d.held;
+  h.pending = undefined;
+  if (h.refused || (h.msgs >= 0 && h.bytes >= 0)) return;
+  if (!h.denied) {
+    const r = refill(st, d);
+    if (r) {
+      h.pending = r.then(() => settleCredit(st, d));
+      return;
+    }
+  }
   const v = verdictAfterRefill(st, d);
-  if (v) d.held.refused = v;
+  if (v) h.refused = v;
 }
 
 /** Still in debt after the refill: refused; the debt is forgiven (the store took nothing). */
@@ -268,6 +338,7 @@ function verdictAfterRefill(st: State, d: Dir): MessageVerdict {
  */
 function refill(st: State, d: Dir): Promise<void> | undefined {
   const h = d.held;
+  h.denied = false;
   const jobs: (Promise<void> | undefined)[] = [];
   if (h.msgs < 0) {
     const need = Math.min(-h.msgs, st.capacity);
@@ -292,8 +363,12 @@ function take(
   add: (granted: number) => void,
   h: Held,
 ): Promise<void> | undefined {
+  const granted = (g: number): void => {
+    if (g === 0) h.denied = true;
+    add(g);
+  };
   const failed = (): void => {
-    if (st.fallback) add(st.fallback.takeTokens(key, rate, capacity, min, want).granted);
+    if (st.fallback) granted(st.fallback.takeTokens(key, rate, capacity, min, want).granted);
     else h.refused = st.unavailable;
   };
   let r: TokenResult | Promise<TokenResult>;
@@ -303,7 +378,7 @@ function take(
     failed();
     return undefined;
   }
-  if (r instanceof Promise) return r.then((v) => add(v.granted), failed);
-  add(r.granted);
+  if (r instanceof Promise) return r.then((v) => granted(v.granted), failed);
+  granted(r.granted);
   return undefined;
 }

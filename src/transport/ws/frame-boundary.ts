@@ -14,6 +14,11 @@
  *
  * The tracker does not check RSV bits (an extension it does not know may define
  * them) or masking direction (the caller knows which side it is on).
+ *
+ * Two ways to drive it: `feed` (the plain tunnel: whole chunks, or up to the next
+ * boundary) and `scan` (a tunnel whose route has a plugin `frame` phase: one frame
+ * header at a time, reporting where each header starts so the caller can stop
+ * before a refused frame). `feed` is left exactly as the plain tunnel needs it.
  */
 import { randomFillSync } from 'node:crypto';
 
@@ -77,7 +82,19 @@ export class FrameBoundaryTracker {
    */
   error: FrameErrorCode | undefined = undefined;
 
-  /** A header split across chunks, collected here. */
+  /**
+   * Set by `scan`: true when it stopped right after a complete frame header (the
+   * `frame*` fields then describe that frame), false when it consumed the chunk.
+   */
+  frameReady = false;
+  /**
+   * Where the header `scan` just completed starts in the chunk it was given;
+   * negative when it began in an earlier chunk (its bytes are then in `header()`).
+   */
+  frameStart = 0;
+  /** Payload length the header `scan` just completed announces. */
+  frameLength = 0;
+
   /** Only for a header split across chunks: allocated on first need (RSS per idle tunnel). */
   private hdr: Buffer | undefined;
   private hdrLen = 0;
@@ -99,6 +116,33 @@ export class FrameBoundaryTracker {
   /** True between frames: at the start, and after the last byte of a frame. */
   get atBoundary(): boolean {
     return !this.inPayload && this.hdrLen === 0 && this.error === undefined;
+  }
+
+  /**
+   * Bytes of a frame header collected so far while the rest has not arrived (0 when
+   * not inside a header). They are the last `pendingHeader` bytes fed, or all of
+   * the bytes fed since the header began.
+   */
+  get pendingHeader(): number {
+    return this.error === undefined ? this.hdrLen : 0;
+  }
+
+  /** Opcode of the current (or last) frame. */
+  get frameOpcode(): number {
+    return this.opcode;
+  }
+
+  /** FIN bit of the current (or last) frame. */
+  get frameFin(): boolean {
+    return this.fin;
+  }
+
+  /**
+   * A copy of the header `scan` just completed when it was split across chunks
+   * (`frameStart < 0`): the caller held its first bytes back and now forwards it whole.
+   */
+  header(): Buffer {
+    return Buffer.from(this.hdr!.subarray(0, headerSize(this.hdr![1])));
   }
 
   /**
@@ -160,8 +204,69 @@ export class FrameBoundaryTracker {
     return len;
   }
 
-  /** Parses a complete header at `buf[off]`; ends the frame at once when it has no payload. */
-  private startFrame(buf: Buffer, off: number): void {
+  /**
+   * Consumes bytes of `chunk` from `pos` up to the end of the next complete frame
+   * header and returns the position right after it, with `frameReady` true and
+   * `frameStart`, `frameOpcode`, `frameFin`, `frameLength` describing the frame (a
+   * frame with no payload is already complete then). When no header completes in
+   * the rest of the chunk it consumes it all, returns `chunk.length` and sets
+   * `frameReady` false; a header that has begun is then `pendingHeader` bytes long.
+   * Allocates nothing. On a protocol violation `error` is set and the chunk consumed.
+   */
+  scan(chunk: Buffer, pos: number): number {
+    const len = chunk.length;
+    this.frameReady = false;
+    if (this.error !== undefined) return len;
+    while (pos < len) {
+      if (this.inPayload) {
+        if (this.codeNeeded !== 0) pos = this.readCloseCode(chunk, pos, len);
+        const avail = len - pos;
+        if (avail < this.remaining) {
+          this.remaining -= avail;
+          return len;
+        }
+        pos += this.remaining;
+        this.remaining = 0;
+        this.inPayload = false;
+        this.endFrame();
+        continue;
+      }
+
+      if (this.hdrLen === 0 && len - pos >= 2) {
+        const size = headerSize(chunk[pos + 1]);
+        if (len - pos >= size) {
+          this.frameLength = this.startFrame(chunk, pos);
+          if (this.error !== undefined) return len;
+          this.frameStart = pos;
+          this.frameReady = true;
+          return pos + size;
+        }
+      }
+
+      const hdr = (this.hdr ??= Buffer.alloc(MAX_HEADER));
+      let need = this.hdrLen < 2 ? 2 : headerSize(hdr[1]);
+      for (;;) {
+        while (this.hdrLen < need && pos < len) hdr[this.hdrLen++] = chunk[pos++];
+        if (this.hdrLen < need) return len;
+        if (need !== 2) break;
+        need = headerSize(hdr[1]);
+        if (need === 2) break;
+      }
+      this.hdrLen = 0;
+      this.frameLength = this.startFrame(hdr, 0);
+      if (this.error !== undefined) return len;
+      this.frameStart = pos - need;
+      this.frameReady = true;
+      return pos;
+    }
+    return len;
+  }
+
+  /**
+   * Parses a complete header at `buf[off]`; ends the frame at once when it has no
+   * payload. Returns the payload length (meaningless when it set `error`).
+   */
+  private startFrame(buf: Buffer, off: number): number {
     const b0 = buf[off];
     const b1 = buf[off + 1];
     const fin = (b0 & 0x80) !== 0;
@@ -175,11 +280,11 @@ export class FrameBoundaryTracker {
       const hi = buf.readUInt32BE(p);
       if (hi >= 0x80000000) {
         this.error = 'WS_LENGTH_TOP_BIT';
-        return;
+        return 0;
       }
       if (hi > 0x1fffff) {
         this.error = 'WS_FRAME_TOO_LONG';
-        return;
+        return 0;
       }
       length = hi * 0x100000000 + buf.readUInt32BE(p + 4);
       p += 8;
@@ -188,29 +293,29 @@ export class FrameBoundaryTracker {
     if (opcode >= OP_CLOSE) {
       if (opcode > OP_PONG) {
         this.error = 'WS_RESERVED_OPCODE';
-        return;
+        return 0;
       }
       if (!fin) {
         this.error = 'WS_CONTROL_FRAGMENTED';
-        return;
+        return 0;
       }
       if (length > 125) {
         this.error = 'WS_CONTROL_TOO_LONG';
-        return;
+        return 0;
       }
     } else if (opcode === OP_CONTINUATION) {
       if (!this.fragmented) {
         this.error = 'WS_UNEXPECTED_CONTINUATION';
-        return;
+        return 0;
       }
     } else if (opcode === OP_TEXT || opcode === OP_BINARY) {
       if (this.fragmented) {
         this.error = 'WS_EXPECTED_CONTINUATION';
-        return;
+        return 0;
       }
     } else {
       this.error = 'WS_RESERVED_OPCODE';
-      return;
+      return 0;
     }
 
     this.opcode = opcode;
@@ -219,7 +324,7 @@ export class FrameBoundaryTracker {
     if (opcode === OP_CLOSE) {
       if (length === 1) {
         this.error = 'WS_CLOSE_BAD_LENGTH';
-        return;
+        return 0;
       }
       if (this.closeCode === undefined) {
         if (length === 0) {
@@ -244,6 +349,7 @@ export class FrameBoundaryTracker {
       this.remaining = length;
       this.inPayload = true;
     }
+    return length;
   }
 
   /** Reads close-code bytes at the start of a close payload; returns the new position. */
@@ -272,7 +378,7 @@ export class FrameBoundaryTracker {
 }
 
 /** Close codes an endpoint may put on the wire (RFC 6455 §7.4, as ws checks them). */
-function isSendableCloseCode(code: number): boolean {
+export function isSendableCloseCode(code: number): boolean {
   return (
     (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
     (code >= 3000 && code <= 4999)

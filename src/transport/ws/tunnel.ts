@@ -5,14 +5,25 @@
  * see close codes, and inject its own close frame between frames (idle timeout,
  * shutdown, revocation, upstream loss).
  *
+ * With a plugin `frame` phase on the route (limit-messages), each direction's
+ * tracker is driven header by header (`scan`) and every frame header goes through
+ * `Pipeline.runFrame` before any byte of that frame is forwarded. A close verdict
+ * forwards the bytes before the frame, then ends that direction with the gateway's
+ * close frame right there (a frame boundary), so the refused frame never reaches
+ * the other side. The first bytes of a header split across TCP chunks are held back
+ * (at most 13) until the header is complete and allowed. Which path a connection
+ * takes is decided once, by its 'data' listener: without a frame phase the tunnel
+ * runs exactly as before (no call per frame).
+ *
  * Listeners are module-level functions; per-socket state hangs off a symbol.
  */
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../../core/errors.js';
 import { ERRORS } from '../../core/errors.js';
+import type { Direction, FrameVerdict } from '../../core/plugin.js';
 import type { ConnectionStats, Exchange, LiveConnection } from '../../server/exchange.js';
 import type { LiveRegistry } from '../http/sse.js';
-import { buildCloseFrame, FrameBoundaryTracker } from './frame-boundary.js';
+import { buildCloseFrame, FrameBoundaryTracker, isSendableCloseCode } from './frame-boundary.js';
 
 const kTunnel = Symbol('tunnel');
 type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
@@ -20,8 +31,13 @@ type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
 /** How long peers get to finish the closing handshake after the gateway closed. */
 const CLOSE_GRACE_MS = 3000;
 
+/** Opcode of a close frame: never reported to frame phases. */
+const OP_CLOSE = 0x8;
+
 /** One direction of the tunnel: bytes read from `src`, written to `dst`. */
 interface Leg {
+  /** Who sends on this leg. */
+  readonly dir: Direction;
   readonly src: TunnelSocket;
   readonly dst: TunnelSocket;
   readonly tracker: FrameBoundaryTracker;
@@ -44,12 +60,15 @@ export class Tunnel implements LiveConnection {
   #graceTimer: NodeJS.Timeout | undefined;
   #gatewayError: ErrorCode | undefined;
   #gatewayCloseCode: number | undefined;
+  /** Some plugin has a frame phase: frame headers go through the pipeline (decided once). */
+  readonly #inspect: boolean;
 
   constructor(x: Exchange, client: Socket, upstream: Socket, live: LiveRegistry) {
     this.exchange = x;
     this.#live = live;
-    this.up = { src: client, dst: upstream, tracker: new FrameBoundaryTracker(), masked: true, pendingClose: undefined, stopped: false };
-    this.down = { src: upstream, dst: client, tracker: new FrameBoundaryTracker(), masked: false, pendingClose: undefined, stopped: false };
+    this.up = { dir: 'client', src: client, dst: upstream, tracker: new FrameBoundaryTracker(), masked: true, pendingClose: undefined, stopped: false };
+    this.down = { dir: 'upstream', src: upstream, dst: client, tracker: new FrameBoundaryTracker(), masked: false, pendingClose: undefined, stopped: false };
+    this.#inspect = x.pipeline.hasFrame;
   }
 
   /** Join the sockets. `upHead`: bytes the upstream sent right after its 101. */
@@ -61,8 +80,9 @@ export class Tunnel implements LiveConnection {
     // No setNoDelay here: the listener sets it on accept, and the upstream socket got it
     // when the handshake was written (each call is a syscall on the handshake path).
     upstream.setTimeout(0);
-    client.on('data', onData);
-    upstream.on('data', onData);
+    const data = this.#inspect ? onDataInspected : onData;
+    client.on('data', data);
+    upstream.on('data', data);
     client.on('drain', onDrain);
     upstream.on('drain', onDrain);
     client.on('end', onEnd);
@@ -75,7 +95,10 @@ export class Tunnel implements LiveConnection {
     if (idle > 0) client.setTimeout(idle * 1000, onIdle);
     this.#live.add(this);
     this.exchange.opened('websocket', 'tunnel');
-    if (upHead.length > 0) this.forward(this.down, upHead);
+    if (upHead.length > 0) {
+      if (this.#inspect) this.forwardInspected(this.down, upHead);
+      else this.forward(this.down, upHead);
+    }
     // Both sockets may have been paused during the handshake (the client's bytes were
     // discarded, the upstream's head was read): start reading both now.
     client.resume();
@@ -106,16 +129,95 @@ export class Tunnel implements LiveConnection {
     }
     tracker.feed(chunk);
     if (tracker.error !== undefined) {
-      this.exchange.log.info({ request_id: this.exchange.ctx.id, reason: tracker.error }, 'websocket protocol violation in tunnel');
-      this.#gatewayError = 'WS_PROTOCOL_ERROR';
-      this.#gatewayCloseCode = ERRORS.WS_PROTOCOL_ERROR.close;
-      this.destroy();
+      this.#protocolError(tracker);
       return;
     }
     const s = this.exchange.summary;
     if (leg === this.up) s.bytesIn += chunk.length;
     else s.bytesOut += chunk.length;
     if (!leg.dst.write(chunk)) leg.src.pause();
+  }
+
+  #protocolError(tracker: FrameBoundaryTracker): void {
+    this.exchange.log.info({ request_id: this.exchange.ctx.id, reason: tracker.error }, 'websocket protocol violation in tunnel');
+    this.#gatewayError = 'WS_PROTOCOL_ERROR';
+    this.#gatewayCloseCode = ERRORS.WS_PROTOCOL_ERROR.close;
+    this.destroy();
+  }
+
+  /**
+   * `forward` for a connection with a frame phase: every frame header goes through
+   * `runFrame` before the frame is forwarded. The chunk is written in as few pieces
+   * as it allows (one, unless a header split across chunks completes or a frame is
+   * refused); the first bytes of a header still incomplete at the end of the chunk
+   * are held back (the tracker keeps them) until the rest arrives.
+   */
+  forwardInspected(leg: Leg, chunk: Buffer): void {
+    if (leg.stopped) return;
+    // A gateway close waiting for the end of the current frame: no new header is read before it.
+    if (leg.pendingClose) return this.forward(leg, chunk);
+    const tracker = leg.tracker;
+    const x = this.exchange;
+    const len = chunk.length;
+    let from = 0;
+    let pos = 0;
+    let full = false;
+    while (pos < len) {
+      pos = tracker.scan(chunk, pos);
+      if (tracker.error !== undefined) {
+        this.#protocolError(tracker);
+        return;
+      }
+      if (!tracker.frameReady) break;
+      const start = tracker.frameStart;
+      const opcode = tracker.frameOpcode;
+      if (opcode !== OP_CLOSE) {
+        const v = x.pipeline.runFrame(leg.dir, opcode, tracker.frameFin, tracker.frameLength, x.ctx, x.summary);
+        if (v !== undefined) {
+          // Forward what came before the refused frame (none of a header split across chunks was sent), then close here.
+          if (start > from) this.#write(leg, chunk.subarray(from, start));
+          this.#refuse(leg, v);
+          return;
+        }
+      }
+      if (start < 0) {
+        // A header split across chunks, allowed: its held-back bytes go first, then the chunk after it.
+        full = !this.#write(leg, tracker.header()) || full;
+        from = pos;
+      }
+    }
+    // Hold back the first bytes of a header that is not complete yet.
+    const end = Math.max(from, len - tracker.pendingHeader);
+    if (end > from) full = !this.#write(leg, from === 0 && end === len ? chunk : chunk.subarray(from, end)) || full;
+    if (full) leg.src.pause();
+  }
+
+  /** Write forwarded bytes and count them; false when dst's buffer is full. */
+  #write(leg: Leg, bytes: Buffer): boolean {
+    this.#count(leg, bytes.length);
+    return leg.dst.write(bytes);
+  }
+
+  /**
+   * A frame phase refused a frame `leg.src` sent, which nothing of has been
+   * forwarded: `leg` is at a frame boundary, so it ends at once with 1001 toward
+   * `leg.dst`; the sender gets the verdict's code at the next boundary of the other
+   * direction.
+   */
+  #refuse(leg: Leg, v: Exclude<FrameVerdict, void | undefined>): void {
+    const error = v.error ?? 'MESSAGE_REJECTED';
+    const x = this.exchange;
+    if (v.detail) x.log.info({ request_id: x.ctx.id, direction: leg.dir, error, detail: v.detail }, 'message rejected');
+    // A code that must not be sent (a plugin bug) becomes 1011, as a failing plugin would.
+    const code = isSendableCloseCode(v.code) ? v.code : 1011;
+    if (this.#gatewayCloseCode === undefined) {
+      this.#gatewayCloseCode = code;
+      this.#gatewayError = error;
+    }
+    if (!leg.dst.destroyed && leg.dst.writable) this.#sendClose(leg, buildCloseFrame(1001, '', leg.masked));
+    else leg.stopped = true;
+    this.#closeLeg(leg === this.up ? this.down : this.up, code, v.reason ?? error);
+    this.#armGrace();
   }
 
   #count(leg: Leg, n: number): void {
@@ -140,6 +242,10 @@ export class Tunnel implements LiveConnection {
     }
     this.#closeLeg(this.down, code, reason);
     this.#closeLeg(this.up, code === 1014 ? 1001 : code, reason);
+    this.#armGrace();
+  }
+
+  #armGrace(): void {
     if (!this.#graceTimer) {
       this.#graceTimer = setTimeout(destroyTunnel, CLOSE_GRACE_MS, this);
       this.#graceTimer.unref();
@@ -149,7 +255,8 @@ export class Tunnel implements LiveConnection {
   #closeLeg(leg: Leg, code: number, reason: string): void {
     if (leg.stopped || leg.pendingClose || leg.dst.destroyed || !leg.dst.writable) return;
     const frame = buildCloseFrame(code, reason, leg.masked);
-    if (leg.tracker.atBoundary) this.#sendClose(leg, frame);
+    // With a frame phase, the bytes of a header still incomplete were held back: that is a boundary too.
+    if (leg.tracker.atBoundary || (this.#inspect && leg.tracker.pendingHeader > 0)) this.#sendClose(leg, frame);
     else {
       leg.pendingClose = frame;
       leg.src.resume();
@@ -233,6 +340,11 @@ function tunnelOf(socket: TunnelSocket): Tunnel {
 function onData(this: TunnelSocket, chunk: Buffer): void {
   const t = tunnelOf(this);
   t.forward(t.legFrom(this), chunk);
+}
+
+function onDataInspected(this: TunnelSocket, chunk: Buffer): void {
+  const t = tunnelOf(this);
+  t.forwardInspected(t.legFrom(this), chunk);
 }
 
 function onDrain(this: TunnelSocket): void {
