@@ -9,7 +9,7 @@ const NEEDS = [
   { bin: '/usr/bin/openssl', pkg: 'openssl', why: 'TLS listener and config tests generate certificates' },
   { bin: '/usr/sbin/nginx', pkg: 'nginx-light', why: 'the benchmark smoke test compares against NGINX' },
   { bin: '/usr/sbin/haproxy', pkg: 'haproxy', why: 'the benchmark smoke test compares against HAProxy' },
-  { bin: '/usr/bin/redis-server', pkg: 'redis-server', why: 'the store and limit tests run a real Redis (and a one-node Redis Cluster)' },
+  { bin: '/usr/bin/redis-server', pkg: 'redis-server', why: 'the store and limit tests run a real Redis (a one-node Redis Cluster, and Sentinel through redis-server --sentinel)' },
   { bin: '/usr/bin/chromium', pkg: 'chromium', why: 'browser tests drive a real headless Chromium' },
 ];
 

@@ -6,17 +6,11 @@
 // closes local connections and says the broadcast failed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { closed, collect, eventually, openWs, startGateway, wsUpstream } from './helpers.js';
 import { freePort, startRedis, startSentinel } from './redis-helpers.js';
-import { adminCall } from './admin-helpers.js';
+import { adminCall, chatConfig, startCli } from './admin-helpers.js';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const ADMIN_KEY = 'adm-redis-0123456789abcdef';
 const ALICE = 'alice-key-0123456789';
 const BOB = 'bob-key-0123456789';
@@ -25,50 +19,13 @@ let redis;
 let up;
 const instances = [];
 
-function yaml(port, admin, redisUrl, workers = 1) {
-  return `gateway:
-  listen: [{ host: 127.0.0.1, port: ${port} }]
-  workers: ${workers}
-  max_pending_handshakes_per_ip: 0
-  log: { level: info }
-  redis: { url: "${redisUrl}", timeout: 1 }
-upstreams:
-  - id: up
-    nodes: { "127.0.0.1:${up.port}": 1 }
-routes:
-  - id: chat
-    uri: /chat
-    enable_websocket: true
-    upstream_id: up
-    plugins:
-      key-auth: {}
-consumers:
-  - username: alice
-    plugins:
-      key-auth: { key: ${ALICE} }
-  - username: bob
-    plugins:
-      key-auth: { key: ${BOB} }
-admin:
-  listen: { host: 127.0.0.1, port: ${admin} }
-  key: ${ADMIN_KEY}
-`;
-}
-
 /** A gateway process (`node dist/cli.js start`) with its proxy and admin ports. */
 async function startInstance({ workers = 1 } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'portcullis-admin-redis-'));
-  const file = join(dir, 'config.yaml');
   const port = await freePort();
   const admin = await freePort();
-  writeFileSync(file, yaml(port, admin, redis.url, workers));
-  const child = spawn(process.execPath, [CLI, 'start', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const inst = { child, port, admin, stdout: '', stderr: '' };
-  child.stdout.on('data', (d) => (inst.stdout += d));
-  child.stderr.on('data', (d) => (inst.stderr += d));
+  const yaml = chatConfig({ port, upstreamPort: up.port, alice: ALICE, bob: BOB, workers, admin, adminKey: ADMIN_KEY, redisUrl: redis.url });
+  const inst = Object.assign(await startCli(yaml, { workers }), { port, admin });
   instances.push(inst);
-  const ok = await eventually(() => (inst.stderr.match(/listening on/g) ?? []).length >= workers, { tries: 300 });
-  assert.ok(ok, inst.stderr);
   inst.call = (method, path) => adminCall(admin, method, path, { key: ADMIN_KEY });
   return inst;
 }

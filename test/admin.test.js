@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closed, collect, eventually, httpUpstream, openWs, startGateway, wsUpstream } from './helpers.js';
 import { freePort } from './redis-helpers.js';
-import { adminCall } from './admin-helpers.js';
+import { adminCall, chatConfig, startCli } from './admin-helpers.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const ADMIN_KEY = 'adm-0123456789abcdef-secret';
@@ -531,43 +531,10 @@ admin:
 });
 
 test('gateway.workers: 2 — the admin API lists and closes the connections of every worker', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'portcullis-admin-workers-'));
-  const file = join(dir, 'config.yaml');
   const port = await freePort();
   const admin = await freePort();
-  writeFileSync(file, `gateway:
-  listen: [{ host: 127.0.0.1, port: ${port} }]
-  workers: 2
-  max_pending_handshakes_per_ip: 0
-  log: { level: info }
-upstreams:
-  - id: up
-    nodes: { "127.0.0.1:${ws.port}": 1 }
-routes:
-  - id: chat
-    uri: /chat
-    enable_websocket: true
-    upstream_id: up
-    plugins:
-      key-auth: {}
-consumers:
-  - username: alice
-    plugins:
-      key-auth: { key: ${ALICE} }
-  - username: bob
-    plugins:
-      key-auth: { key: ${BOB} }
-admin:
-  listen: { host: 127.0.0.1, port: ${admin} }
-  key: ${ADMIN_KEY}
-`);
-  const child = spawn(process.execPath, [CLI, 'start', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => child.exitCode === null && child.kill('SIGKILL'));
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  child.stdout.resume();
-  const up = await eventually(() => (stderr.match(/listening on/g) ?? []).length >= 2, { tries: 300 });
-  assert.ok(up, stderr);
+  const proc = await startCli(chatConfig({ port, upstreamPort: ws.port, alice: ALICE, bob: BOB, workers: 2, admin, adminKey: ADMIN_KEY }), { workers: 2, t });
+  const { child, file } = proc;
   const acall = (m, p) => adminCall(admin, m, p, { key: ADMIN_KEY });
   // Both workers are ready for relayed calls once status counts two.
   assert.ok(await eventually(async () => (await acall('GET', '/admin/status')).json?.workers === 2, { tries: 100, every: 50 }));
@@ -617,5 +584,5 @@ admin:
 
   child.kill('SIGTERM');
   const [code] = await once(child, 'exit');
-  assert.equal(code, 0, stderr);
+  assert.equal(code, 0, proc.stderr);
 });

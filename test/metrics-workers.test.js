@@ -9,19 +9,13 @@
 // itself (aggregateWorkers) on answers that failed or carry NaN.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { closed, eventually, openWs, startGateway, wsUpstream } from './helpers.js';
 import { freePort } from './redis-helpers.js';
-import { adminCall } from './admin-helpers.js';
+import { adminCall, chatConfig, startCli } from './admin-helpers.js';
 import { aggregateWorkers } from '../dist/observability/metrics.js';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const ADMIN_KEY = 'adm-metrics-0123456789abcdef';
 const ALICE = 'alice-metrics-workers-0123456789';
 const BOB = 'bob-metrics-workers-0123456789';
@@ -91,47 +85,10 @@ async function scrape(port, key) {
   return { body: r.body, ...parse(r.body) };
 }
 
-function clusterYaml({ port, admin, metrics }) {
-  return `gateway:
-  listen: [{ host: 127.0.0.1, port: ${port} }]
-  workers: 2
-  max_pending_handshakes_per_ip: 0
-  log: { level: info }
-upstreams:
-  - id: up
-    nodes: { "127.0.0.1:${up.port}": 1 }
-routes:
-  - id: chat
-    uri: /chat
-    enable_websocket: true
-    upstream_id: up
-    plugins:
-      key-auth: {}
-consumers:
-  - username: alice
-    plugins:
-      key-auth: { key: ${ALICE} }
-  - username: bob
-    plugins:
-      key-auth: { key: ${BOB} }
-${admin ? `admin:\n  listen: { host: 127.0.0.1, port: ${admin} }\n  key: ${ADMIN_KEY}\n` : ''}metrics:
-  listen: { host: 127.0.0.1, port: ${metrics} }
-`;
-}
-
 /** `portcullis start` with workers: 2; resolves once both workers listen. */
-async function startCluster(t, opts) {
-  const dir = mkdtempSync(join(tmpdir(), 'portcullis-metrics-workers-'));
-  const file = join(dir, 'config.yaml');
-  writeFileSync(file, clusterYaml(opts));
-  const child = spawn(process.execPath, [CLI, 'start', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = { child, stderr: '', stdout: '' };
-  t.after(() => child.exitCode === null && child.kill('SIGKILL'));
-  child.stderr.on('data', (d) => (out.stderr += d));
-  child.stdout.on('data', (d) => (out.stdout += d));
-  const ok = await eventually(() => (out.stderr.match(/listening on/g) ?? []).length >= 2, { tries: 300 });
-  assert.ok(ok, out.stderr);
-  return out;
+function startCluster(t, { port, admin, metrics }) {
+  const yaml = chatConfig({ port, upstreamPort: up.port, alice: ALICE, bob: BOB, workers: 2, admin, adminKey: ADMIN_KEY, metrics });
+  return startCli(yaml, { workers: 2, t });
 }
 
 async function stop(out) {
