@@ -1,5 +1,6 @@
 /** The public API. Re-exports only. */
-export { Gateway, Runtime, type GatewayOptions, type ListenerAddress } from './server/gateway.js';
+export { Gateway, type GatewayOptions, type ListenerAddress } from './server/gateway.js';
+export { Runtime } from './server/runtime.js';
 export type { ReloadReport } from './server/reload.js';
 export type { RevokeFilter, ProcessStatus } from './admin/index.js';
 export { definePlugin, OPCODE } from './core/plugin.js';
