@@ -3,7 +3,13 @@
 // between events, maximum duration, and both sides ending the stream.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { config, eventually, httpUpstream, listen, startGateway } from './helpers.js';
 
@@ -26,6 +32,14 @@ function upstreamHandler(req, res, rec) {
     gz.pipe(res);
     // Each write is flushed so the gzip stream carries it at once.
     streams.set(req.url, { rec, res, write: (s) => (gz.write(s), gz.flush()), end: () => gz.end() });
+    return;
+  }
+  if (req.url.endsWith('/slow')) {
+    // A plain response that takes a while: a request pipelined behind it waits for it.
+    setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 4 });
+      res.end('slow');
+    }, 150);
     return;
   }
   if (req.url.endsWith('/length')) {
@@ -136,6 +150,81 @@ test('the stream has Cache-Control: no-cache, no-transform, X-Accel-Buffering: n
   await until(c, (t) => t === 'data: plain\n\n', 'the event arrives as plain text');
   u.end();
   await within(c.ended, 'the client stream ends');
+});
+
+/** A raw client connection: `text()` is every byte received so far (latin1), `ended` its close. */
+function rawClient(port, data) {
+  const sock = net.connect(port, '127.0.0.1', () => sock.write(data));
+  const chunks = [];
+  sock.on('data', (c) => chunks.push(c));
+  sock.on('error', () => {});
+  return { sock, text: () => Buffer.concat(chunks).toString('latin1'), ended: new Promise((r) => sock.on('close', r)) };
+}
+
+const SSE_GET = (path) => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`;
+
+test('on the wire: after the head the client gets exactly the event bytes (no chunk framing), and the connection closes at the end', async () => {
+  const c = rawClient(gw.port, SSE_GET('/sse/wire'));
+  const u = await stream('/sse/wire');
+  u.write('data: one\n\n');
+  u.write('data: two\n\n');
+  assert.ok(await eventually(() => c.text().endsWith('data: two\n\n')), `both events arrive; got ${JSON.stringify(c.text())}`);
+  const [head, body] = c.text().split('\r\n\r\n');
+  assert.match(head, /^HTTP\/1\.1 200 /);
+  assert.match(head, /\r\nconnection: close/i);
+  assert.doesNotMatch(head, /transfer-encoding/i);
+  assert.equal(body, 'data: one\n\ndata: two\n\n');
+  u.end();
+  await within(c.ended, 'the gateway closes the connection when the upstream ends');
+  assert.equal(c.text().split('\r\n\r\n')[1], 'data: one\n\ndata: two\n\n');
+});
+
+test('a stream pipelined behind a slow response: the slow response first, then the stream head, then its events', async () => {
+  const c = rawClient(gw.port, `GET /sse/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n${SSE_GET('/sse/piped')}`);
+  const u = await stream('/sse/piped');
+  // The event is written while the first response is still pending.
+  u.write('data: piped\n\n');
+  assert.ok(await eventually(() => c.text().endsWith('data: piped\n\n')), `the event arrives; got ${JSON.stringify(c.text())}`);
+  const text = c.text();
+  const first = text.indexOf('\r\n\r\nslow');
+  const second = text.indexOf('HTTP/1.1 200', 1);
+  assert.ok(text.startsWith('HTTP/1.1 200') && first > 0, 'the slow response comes first, whole');
+  assert.ok(second > first, 'the stream head follows it');
+  assert.equal(text.slice(text.indexOf('\r\n\r\n', second) + 4), 'data: piped\n\n');
+  u.end();
+  await within(c.ended, 'the connection closes when the stream ends');
+});
+
+test('over a TLS listener: the events arrive one by one and the stream ends with the upstream', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-sse-tls-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  const g = await startGateway(
+    config(up.port, '  - { id: sse, uri: /sse/*, upstream_id: up }').replace(
+      'listen: [{ host: 127.0.0.1, port: 0 }]',
+      `listen: [{ host: 127.0.0.1, port: 0, tls: { cert: ${join(dir, 'cert.pem')}, key: ${join(dir, 'key.pem')} } }]`,
+    ),
+  );
+  t.after(() => g.close());
+  const c = { text: '' };
+  const res = await new Promise((resolve, reject) => {
+    https
+      .get({ host: '127.0.0.1', port: g.port, path: '/sse/tls', ca: readFileSync(join(dir, 'cert.pem')), agent: false, headers: { accept: 'text/event-stream' } }, resolve)
+      .on('error', reject);
+  });
+  res.setEncoding('utf8');
+  res.on('data', (d) => {
+    c.text += d;
+  });
+  res.on('error', () => {});
+  const ended = new Promise((r) => res.on('close', r));
+  assert.equal(res.statusCode, 200);
+  const u = await stream('/sse/tls');
+  u.write('data: one\n\n');
+  await until(c, (t) => t === 'data: one\n\n', 'event 1 arrives');
+  u.write('data: two\n\n');
+  await until(c, (t) => t === 'data: one\n\ndata: two\n\n', 'event 2 arrives');
+  u.end();
+  await within(ended, 'the client stream ends');
 });
 
 test('an upstream that gzips the stream anyway: the client gets plain text, event by event', async () => {
