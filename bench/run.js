@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Portcullis benchmark harness: the same workloads sent directly to the
-// upstream, through NGINX, through HAProxy and through Portcullis, in
-// alternation, in one run. See docs/BENCHMARKS.md.
+// upstream, through NGINX, through HAProxy, through a bare Node proxy and
+// through Portcullis, in alternation, in one run. See docs/BENCHMARKS.md.
 //
 //   node bench/run.js [--quick] [--only=workload|case,...] [--targets=name,...]
 //                     [--json=path] [--rounds=N] [--pin]

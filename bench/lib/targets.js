@@ -2,7 +2,7 @@
 // TARGETS; `kind` picks how it is started (see startTarget below).
 //
 //   name       shown in the report and selected with --targets=
-//   kind       direct | nginx | haproxy | portcullis
+//   kind       direct | nginx | haproxy | node | portcullis
 //   about      one line for the report
 //   workloads  the workloads it applies to (default: all); others are
 //              reported as skipped with the reason 'not applicable'
@@ -41,6 +41,11 @@ export const TARGETS = [
   { name: 'direct', kind: 'direct', about: 'client straight to the upstream (the limit; no proxy process)' },
   { name: 'nginx', kind: 'nginx', binary: 'nginx', apt: 'nginx-light', about: 'NGINX, worker_processes 1, generated config' },
   { name: 'haproxy', kind: 'haproxy', binary: 'haproxy', apt: 'haproxy', about: 'HAProxy, nbthread 1, mode http, generated config' },
+  {
+    name: 'node-bare',
+    kind: 'node',
+    about: 'bare Node proxy (no checks, bench/bare-proxy.js): http.Server upgrade → net.connect → pipe; SSE via http.request to the raw client socket; the Node floor',
+  },
   {
     name: 'portcullis-tunnel',
     kind: 'portcullis',
@@ -199,6 +204,10 @@ export class Target {
       writeFileSync(conf, haproxyConfig({ port: this.port, up, nofile }));
       const bin = this.ctx.binaries.get('haproxy').path;
       this.proc = spawnManaged(this.name, bin, ['-db', '-f', conf], { cpus: proxyCpus });
+    } else if (kind === 'node') {
+      const script = path.join(repoRoot, 'bench', 'bare-proxy.js');
+      const args = [script, `--port=${this.port}`, `--ws=${up.ws}`, `--sse=${up.sse}`, `--http=${up.http}`];
+      this.proc = spawnManaged(this.name, process.execPath, args, { cpus: proxyCpus, cwd: repoRoot });
     } else if (kind === 'portcullis') {
       const cli = path.join(repoRoot, 'dist', 'cli.js');
       if (!existsSync(cli)) throw new Error(`${path.relative(repoRoot, cli)} not found: the gateway is not built (npm run build)`);
