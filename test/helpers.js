@@ -252,3 +252,18 @@ export function get(url, headers = {}) {
       .on('error', reject);
   });
 }
+
+/** Bounded wait for a promise; rejects naming `what` if it does not settle within `ms`. */
+export function within(promise, what, ms = 3000) {
+  let timer;
+  const limit = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}
+
+/** Bounded wait until a stream client's received `text` satisfies `pred`. */
+export async function untilText(s, pred, what) {
+  const ok = await eventually(() => pred(s.text));
+  if (!ok) throw new Error(`${what}; the client received ${JSON.stringify(s.text)}`);
+}

@@ -9,7 +9,7 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
-import { closed, eventually, get, httpUpstream, nextMessage, openWs, startGateway, wsUpstream } from './helpers.js';
+import { closed, eventually, get, httpUpstream, nextMessage, openWs, startGateway, within, wsUpstream } from './helpers.js';
 import { APP, GATEWAY, SHORT_TTL, deadPort, startProvider } from './oidc-provider-helpers.js';
 
 let prov; // the provider for most routes
@@ -52,14 +52,6 @@ function openSse(path, headers = {}) {
   });
 }
 
-/** Bounded wait for a promise. */
-function within(promise, what, ms = 5000) {
-  let timer;
-  const limit = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
-}
 
 const bearer = (t) => ({ authorization: `Bearer ${t}` });
 const code = (r) => JSON.parse(r.body).error.code;
@@ -418,12 +410,12 @@ test(`lifetime: a ${SHORT_TTL}-second token closes the WebSocket (1008 credentia
   assert.ok(wi.ws && wj.ws);
   assert.equal(ei.status, 200);
   assert.equal(ej.status, 200);
-  const [ci, cj] = await within(Promise.all([closed(wi.ws), closed(wj.ws)]), 'WebSockets closed at expiry');
+  const [ci, cj] = await within(Promise.all([closed(wi.ws), closed(wj.ws)]), 'WebSockets closed at expiry', 5000);
   for (const c of [ci, cj]) {
     assert.equal(c.code, 1008);
     assert.match(c.reason, /credential expired/);
   }
-  await within(Promise.all([ei.ended, ej.ended]), 'SSE streams ended at expiry');
+  await within(Promise.all([ei.ended, ej.ended]), 'SSE streams ended at expiry', 5000);
   assert.ok(ei.text.includes('data: hello') && ej.text.includes('data: hello'));
   const upstreamSides = sseUp.requests.slice(streams);
   assert.equal(upstreamSides.length, 2);

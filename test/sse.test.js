@@ -11,7 +11,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
-import { config, eventually, httpUpstream, listen, startGateway } from './helpers.js';
+import { config, eventually, httpUpstream, listen, startGateway, untilText, within } from './helpers.js';
 
 /**
  * The upstream: every request gets an event stream whose writes the test makes,
@@ -80,20 +80,7 @@ function openSse(port, path, headers = {}) {
   });
 }
 
-/** Bounded wait until the client's received text satisfies `pred`. */
-async function until(s, pred, what) {
-  const ok = await eventually(() => pred(s.text));
-  assert.ok(ok, `${what}; the client received ${JSON.stringify(s.text)}`);
-}
 
-/** Bounded wait for a promise; fails with `what` if it does not settle. */
-function within(promise, what, ms = 3000) {
-  let timer;
-  const limit = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`not within the bound: ${what}`)), ms);
-  });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -124,12 +111,12 @@ test('events arrive one by one: event 1 reaches the client before the upstream w
   const c = await openSse(gw.port, '/sse/one-by-one');
   const u = await stream('/sse/one-by-one');
   u.write('id: 1\ndata: one\n\n');
-  await until(c, (t) => t.includes('data: one\n\n'), 'event 1 arrives alone');
+  await untilText(c, (t) => t.includes('data: one\n\n'), 'event 1 arrives alone');
   assert.ok(!c.text.includes('two'));
   u.write('id: 2\ndata: two\n\n');
-  await until(c, (t) => t.includes('data: two\n\n'), 'event 2 arrives');
+  await untilText(c, (t) => t.includes('data: two\n\n'), 'event 2 arrives');
   u.write('id: 3\ndata: three\n\n');
-  await until(c, (t) => t.includes('data: three\n\n'), 'event 3 arrives');
+  await untilText(c, (t) => t.includes('data: three\n\n'), 'event 3 arrives');
   assert.equal(c.text, 'id: 1\ndata: one\n\nid: 2\ndata: two\n\nid: 3\ndata: three\n\n');
   u.end();
   await within(c.ended, 'the client stream ends when the upstream ends');
@@ -147,7 +134,7 @@ test('the stream has Cache-Control: no-cache, no-transform, X-Accel-Buffering: n
   // The gateway did not invite the upstream to compress.
   assert.equal(u.rec.headers['accept-encoding'], undefined);
   u.write('data: plain\n\n');
-  await until(c, (t) => t === 'data: plain\n\n', 'the event arrives as plain text');
+  await untilText(c, (t) => t === 'data: plain\n\n', 'the event arrives as plain text');
   u.end();
   await within(c.ended, 'the client stream ends');
 });
@@ -220,9 +207,9 @@ test('over a TLS listener: the events arrive one by one and the stream ends with
   assert.equal(res.statusCode, 200);
   const u = await stream('/sse/tls');
   u.write('data: one\n\n');
-  await until(c, (t) => t === 'data: one\n\n', 'event 1 arrives');
+  await untilText(c, (t) => t === 'data: one\n\n', 'event 1 arrives');
   u.write('data: two\n\n');
-  await until(c, (t) => t === 'data: one\n\ndata: two\n\n', 'event 2 arrives');
+  await untilText(c, (t) => t === 'data: one\n\ndata: two\n\n', 'event 2 arrives');
   u.end();
   await within(ended, 'the client stream ends');
 });
@@ -233,9 +220,9 @@ test('an upstream that gzips the stream anyway: the client gets plain text, even
   assert.equal(c.status, 200);
   assert.equal(c.headers['content-encoding'], undefined);
   u.write('data: first\n\n');
-  await until(c, (t) => t === 'data: first\n\n', 'event 1 arrives decoded');
+  await untilText(c, (t) => t === 'data: first\n\n', 'event 1 arrives decoded');
   u.write('data: second\n\n');
-  await until(c, (t) => t === 'data: first\n\ndata: second\n\n', 'event 2 arrives decoded');
+  await untilText(c, (t) => t === 'data: first\n\ndata: second\n\n', 'event 2 arrives decoded');
   u.end();
   await within(c.ended, 'the client stream ends when the gzip stream ends');
 });
@@ -259,16 +246,16 @@ test('heartbeat comments are sent between events and never inside one', async ()
   const c = await openSse(gw.port, '/hb/stream');
   const u = await stream('/hb/stream');
   u.write('data: first\n\n');
-  await until(c, (t) => t.startsWith('data: first\n\n') || /^(:\n\n)+data: first\n\n/.test(t), 'event 1 arrives');
-  await until(c, (t) => /data: first\n\n(:\n\n)+$/.test(t), 'a heartbeat follows a quiet period between events');
+  await untilText(c, (t) => t.startsWith('data: first\n\n') || /^(:\n\n)+data: first\n\n/.test(t), 'event 1 arrives');
+  await untilText(c, (t) => /data: first\n\n(:\n\n)+$/.test(t), 'a heartbeat follows a quiet period between events');
   // Half an event, then silence for several heartbeat intervals, then the rest.
   u.write('data: ha');
-  await until(c, (t) => t.endsWith('data: ha'), 'the first half arrives');
+  await untilText(c, (t) => t.endsWith('data: ha'), 'the first half arrives');
   await sleep(700);
   u.write('lf\n\n');
-  await until(c, (t) => t.includes('lf\n\n'), 'the rest of the event arrives');
+  await untilText(c, (t) => t.includes('lf\n\n'), 'the rest of the event arrives');
   assert.match(c.text, /^(:\n\n)*data: first\n\n(:\n\n)+data: half\n\n(:\n\n)*$/);
-  await until(c, (t) => /data: half\n\n(:\n\n)+$/.test(t), 'heartbeats resume after the event');
+  await untilText(c, (t) => /data: half\n\n(:\n\n)+$/.test(t), 'heartbeats resume after the event');
   u.end();
   await within(c.ended, 'the client stream ends');
 });
@@ -278,10 +265,10 @@ test('timeout.read bounds the wait for the headers only: a quiet stream outlives
   const u = await stream('/quick/stream');
   assert.equal(c.status, 200);
   u.write('data: one\n\n');
-  await until(c, (t) => t === 'data: one\n\n', 'event 1 arrives');
+  await untilText(c, (t) => t === 'data: one\n\n', 'event 1 arrives');
   await sleep(900); // three read timeouts of silence
   u.write('data: two\n\n');
-  await until(c, (t) => t === 'data: one\n\ndata: two\n\n', 'event 2 arrives on the same stream');
+  await untilText(c, (t) => t === 'data: one\n\ndata: two\n\n', 'event 2 arrives on the same stream');
   assert.equal(u.rec.closed, false);
   u.end();
   await within(c.ended, 'the client stream ends');
@@ -325,11 +312,11 @@ test('a POST still sending its body when the stream starts: the stream outlives 
     req.on('error', reject);
     req.write('{"prompt": "first half');
   });
-  await until(c, (t) => t === 'data: one\n\n', 'event 1 arrives while the body is still being sent');
+  await untilText(c, (t) => t === 'data: one\n\n', 'event 1 arrives while the body is still being sent');
   c.req.end(' second half"}');
   await sleep(900); // three read timeouts of silence after the body is done
   upRes.write('data: two\n\n');
-  await until(c, (t) => t === 'data: one\n\ndata: two\n\n', 'event 2 arrives on the same stream');
+  await untilText(c, (t) => t === 'data: one\n\ndata: two\n\n', 'event 2 arrives on the same stream');
   upRes.end();
   await within(c.ended, 'the client stream ends');
 });
@@ -351,7 +338,7 @@ test('a client that disconnects aborts the upstream request; the access log says
   const c = await openSse(gw.port, '/sse/leave');
   const u = await stream('/sse/leave');
   u.write('data: hello\n\n');
-  await until(c, (t) => t === 'data: hello\n\n', 'the event arrives');
+  await untilText(c, (t) => t === 'data: hello\n\n', 'the event arrives');
   c.req.destroy();
   assert.ok(await eventually(() => u.rec.closed), 'the upstream sees its request closed');
   const line = await eventually(() => gw.log.access().find((l) => l.path === '/sse/leave'));
@@ -377,7 +364,7 @@ test('an upstream that dies mid-stream ends the client stream', async () => {
   const c = await openSse(gw.port, '/sse/upstream-dies');
   const u = await stream('/sse/upstream-dies');
   u.write('data: before\n\n');
-  await until(c, (t) => t === 'data: before\n\n', 'the event arrives');
+  await untilText(c, (t) => t === 'data: before\n\n', 'the event arrives');
   u.res.socket.destroy();
   await within(c.ended, 'the client stream ends');
   const line = await eventually(() => gw.log.access().find((l) => l.path === '/sse/upstream-dies'));
@@ -391,7 +378,7 @@ test('the gateway ends live streams on shutdown', async (t) => {
   const c = await openSse(g.port, '/sse/shutdown');
   const u = await stream('/sse/shutdown');
   u.write('data: live\n\n');
-  await until(c, (t) => t === 'data: live\n\n', 'the event arrives');
+  await untilText(c, (t) => t === 'data: live\n\n', 'the event arrives');
   await within(g.close(2000), 'the gateway closes');
   await within(c.ended, 'the client stream ends');
   assert.ok(await eventually(() => u.rec.closed), 'the upstream sees its request closed');

@@ -3,13 +3,14 @@
  * client as it arrives (no buffering, no compression), with optional heartbeat
  * comments inserted only between events and an optional maximum duration.
  */
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable, Writable } from 'node:stream';
+import type { ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import type { ErrorCode } from '../../core/errors.js';
 import type { ConnectionStats, Exchange, LiveConnection } from '../../server/exchange.js';
 import { cleanResponseHeaders } from './headers.js';
 import { HEARTBEAT, SseBoundaryTracker } from './sse-boundary.js';
+import type { ResponseSource } from './source.js';
 
 /** Where live connections register (server/live.ts); an interface to keep transports free of the server. */
 export interface LiveRegistry {
@@ -25,12 +26,12 @@ export function isEventStream(contentType: string | undefined): boolean {
 
 export class SseStream implements LiveConnection {
   readonly exchange: Exchange;
-  readonly #upReq: ClientRequest;
-  readonly #upRes: IncomingMessage;
+  readonly #upstream: ResponseSource;
   readonly #res: ServerResponse;
   readonly #live: LiveRegistry;
   readonly #tracker = new SseBoundaryTracker();
-  #source: Readable;
+  /** Set when the upstream compressed the stream anyway: its bytes go through it. */
+  #decoder: zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined;
   /** Where events go: the client's socket once the head is in it, else the response. */
   #out: Writable;
   /** Something was written since the last heartbeat tick. */
@@ -39,42 +40,41 @@ export class SseStream implements LiveConnection {
   #maxDuration: NodeJS.Timeout | undefined;
   #ending = false;
 
-  constructor(x: Exchange, upReq: ClientRequest, upRes: IncomingMessage, res: ServerResponse, live: LiveRegistry) {
+  constructor(x: Exchange, upstream: ResponseSource, res: ServerResponse, live: LiveRegistry) {
     this.exchange = x;
-    this.#upReq = upReq;
-    this.#upRes = upRes;
+    this.#upstream = upstream;
     this.#res = res;
     this.#live = live;
-    this.#source = upRes;
     this.#out = res;
   }
 
   start(): void {
     const x = this.exchange;
-    const upRes = this.#upRes;
+    const up = this.#upstream;
     const res = this.#res;
-    const headers = cleanResponseHeaders(upRes.headers);
+    const headers = cleanResponseHeaders(up.headers);
     delete headers['content-length'];
-    const decoder = decoderFor(upRes.headers['content-encoding']);
+    const decoder = decoderFor(up.headers['content-encoding']);
     if (decoder) {
       delete headers['content-encoding'];
-      this.#source = upRes.pipe(decoder);
+      this.#decoder = decoder;
+      decoder.on('data', (chunk: Buffer) => this.#onData(chunk));
+      decoder.on('end', () => this.#upstreamEnded(false));
       decoder.on('error', () => this.#upstreamEnded(true));
+      decoder.on('drain', () => up.resume());
     }
     headers['cache-control'] = 'no-cache, no-transform';
     headers['x-accel-buffering'] = 'no';
     headers['x-request-id'] = x.ctx.id;
     for (const [name, value] of Object.entries(x.ctx.responseHeaders)) headers[name] = value;
-    // Streams are long-lived: the read timeout only bounded the wait for headers. A request
-    // body still being sent re-arms it when it is done (connect.ts): disarm it again then.
-    this.#upReq.setTimeout(0);
-    if (!this.#upReq.writableFinished) this.#upReq.once('finish', disarmTimeout);
+    // Streams are long-lived: the read timeout only bounded the wait for headers.
+    up.untimed();
     // A stream lives until one side ends it, so it is delimited by the connection's
     // close rather than by chunked encoding: one write per event instead of three
     // buffers (size line, data, CRLF). EventSource reconnects on a new connection anyway.
     res.useChunkedEncodingByDefault = false;
     headers.connection = 'close';
-    res.writeHead(upRes.statusCode ?? 200, headers);
+    res.writeHead(up.status, headers);
     res.flushHeaders();
     // Past the head, ServerResponse only adds cost per event (its write path, and a cork
     // with an uncork scheduled on the next tick for every write): with no chunked framing
@@ -83,7 +83,7 @@ export class SseStream implements LiveConnection {
     // pipelined response still being sent), so the bytes keep their order.
     const socket = res.socket;
     if (socket && res.writableLength === socket.writableLength) this.#out = socket;
-    x.summary.status = upRes.statusCode ?? 200;
+    x.summary.status = up.status;
     this.#live.add(this);
     x.opened('sse');
 
@@ -94,20 +94,36 @@ export class SseStream implements LiveConnection {
     if (sse.max_duration > 0) {
       this.#maxDuration = setTimeout(expire, sse.max_duration * 1000, this);
     }
-    this.#source.on('data', (chunk: Buffer) => this.#onData(chunk));
-    this.#source.on('end', () => this.#upstreamEnded(false));
-    upRes.on('close', () => {
-      if (!upRes.complete) this.#upstreamEnded(true);
-    });
-    this.#out.on('drain', () => this.#source.resume());
+    this.#out.on('drain', () => this.#resume());
     res.on('close', () => this.#clientClosed());
+    if (decoder) {
+      up.start(
+        (chunk) => {
+          if (!decoder.write(chunk)) up.pause();
+        },
+        (broken) => (broken ? this.#upstreamEnded(true) : decoder.end()),
+      );
+    } else {
+      up.start(
+        (chunk) => this.#onData(chunk),
+        (broken) => this.#upstreamEnded(broken),
+      );
+    }
+  }
+
+  #resume(): void {
+    if (this.#decoder) this.#decoder.resume();
+    this.#upstream.resume();
   }
 
   #onData(chunk: Buffer): void {
     this.#tracker.feed(chunk);
     this.exchange.summary.bytesOut += chunk.length;
     this.#wrote = true;
-    if (!this.#out.write(chunk)) this.#source.pause();
+    if (!this.#out.write(chunk)) {
+      this.#upstream.pause();
+      this.#decoder?.pause();
+    }
   }
 
   /**
@@ -146,7 +162,7 @@ export class SseStream implements LiveConnection {
 
   destroy(): void {
     this.#res.destroy();
-    this.#upReq.destroy();
+    this.#upstream.destroy();
   }
 
   #end(by: 'gateway' | 'upstream', error: string | undefined): void {
@@ -156,7 +172,7 @@ export class SseStream implements LiveConnection {
     const s = this.exchange.summary;
     s.closedBy = by;
     if (error) s.error = error;
-    this.#upReq.destroy();
+    this.#upstream.destroy();
     this.#res.end();
     this.exchange.finish();
   }
@@ -170,7 +186,7 @@ export class SseStream implements LiveConnection {
     this.#ending = true;
     this.#cleanup();
     // Abort the upstream request at once so the backend stops producing for nobody.
-    this.#upReq.destroy();
+    this.#upstream.destroy();
     this.exchange.summary.closedBy = 'client';
     this.exchange.finish();
   }
@@ -188,11 +204,6 @@ function beat(stream: SseStream): void {
 
 function expire(stream: SseStream): void {
   stream.expire();
-}
-
-/** 'finish' of the upstream request once the stream started: no read timeout on a stream. */
-function disarmTimeout(this: ClientRequest): void {
-  this.setTimeout(0);
 }
 
 function decoderFor(encoding: string | undefined): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined {

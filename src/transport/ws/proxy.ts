@@ -28,7 +28,8 @@ import { FrameBridge } from './frame.js';
 import { hardenReceiver } from './harden.js';
 import { checkUpstreamHandshake, offeredProtocols } from './handshake.js';
 import { Tunnel } from './tunnel.js';
-import { BodyEnd, buildRequestHead, HeadParseError, readResponseHead, type UpstreamResponseHead } from './upstream-handshake.js';
+import { BodyDecoder } from '../http/body.js';
+import { buildRequestHead, HeadParseError, readResponseHead, type UpstreamResponseHead } from '../http/raw.js';
 
 export interface WsJob {
   readonly x: Exchange;
@@ -222,7 +223,7 @@ function relayRawRefusal(job: WsJob, upSocket: Socket, res: UpstreamResponseHead
   let head = `HTTP/1.1 ${res.status} ${res.statusText}\r\n`;
   for (const [name, value] of res.raw) if (!HOP_BY_HOP_RESPONSE.has(name.toLowerCase())) head += `${name}: ${value}\r\n`;
   head += 'connection: close\r\n\r\n';
-  const body = new BodyEnd(res.headers, res.status);
+  const body = new BodyDecoder(res.headers, res.status);
   let finished = false;
   const end = (): void => {
     if (finished) return;

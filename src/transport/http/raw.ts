@@ -1,9 +1,11 @@
 /**
- * The upstream side of a tunnel-mode handshake, on a raw socket: the request is
- * written in one write and the response head read by a small bounded parser. On
- * the handshake path this replaces Node's HTTP client (an Agent, a ClientRequest,
- * several writes and a parser instance per connection) with a few string
- * operations: a WebSocket handshake is a single GET without a body.
+ * HTTP/1.1 on a raw upstream socket, for the two GETs without a body that are
+ * hot paths: a tunnel-mode WebSocket handshake (ws/proxy.ts) and an event stream
+ * (http/stream-request.ts). The request is written in one write and the response
+ * head read by a small bounded parser; the body framing is in body.ts. This
+ * replaces Node's HTTP client (an Agent, a ClientRequest, several writes, a
+ * parser instance per connection and a copy of every body chunk) with a few
+ * string operations.
  */
 import { validateHeaderName, validateHeaderValue, type OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
@@ -80,11 +82,17 @@ export function parseResponseHead(buf: Buffer): UpstreamResponseHead | undefined
 }
 
 /**
- * Read the response head from `socket`. Calls back once: with the head, or with
- * an error (malformed, too large, closed early, timed out). Leaves the socket
- * paused with no listeners of its own.
+ * Read the response head from `socket`, after the bytes already read (`initial`:
+ * what followed an interim 1xx head). Calls back once: with the head, or with an
+ * error (malformed, too large, closed early, timed out). Leaves the socket paused
+ * with no listeners of its own.
  */
-export function readResponseHead(socket: Socket, timeoutMs: number, cb: (err: Error | undefined, head?: UpstreamResponseHead) => void): void {
+export function readResponseHead(
+  socket: Socket,
+  timeoutMs: number,
+  cb: (err: Error | undefined, head?: UpstreamResponseHead) => void,
+  initial: Buffer = Buffer.alloc(0),
+): void {
   let buf: Buffer = Buffer.alloc(0);
   let done = false;
   const finish = (err: Error | undefined, head?: UpstreamResponseHead): void => {
@@ -116,72 +124,6 @@ export function readResponseHead(socket: Socket, timeoutMs: number, cb: (err: Er
   socket.on('end', onEnd);
   socket.on('close', onEnd);
   socket.on('error', onError);
-  socket.resume();
-}
-
-/**
- * Tracks where a relayed HTT/1.1 response body ends (Content-Length or chunked
- * framing), so a refusal can be relayed byte for byte and both connections closed
- * right after it. Bodies without framing end when the upstream closes.
- */
-export class BodyEnd {
-  #remaining: number;
-  readonly #chunked: boolean;
-  // chunked state: 0 size line, 1 data, 2 CRLF after data, 3 trailers
-  #state = 0;
-  #line = '';
-  done = false;
-
-  constructor(headers: Readonly<Record<string, string>>, status: number) {
-    this.#chunked = /(^|,)\s*chunked\s*$/i.test(headers['transfer-encoding'] ?? '');
-    const len = headers['content-length'];
-    this.#remaining = this.#chunked ? 0 : len !== undefined && /^\d+$/.test(len) ? Number(len) : -1;
-    if (status === 204 || status === 304 || (status >= 100 && status < 200)) this.done = true;
-    else if (!this.#chunked && this.#remaining === 0) this.done = true;
-  }
-
-  /** Feed body bytes; returns how many belong to the body (the rest is to be dropped). */
-  feed(chunk: Buffer): number {
-    if (this.done) return 0;
-    if (!this.#chunked) {
-      if (this.#remaining < 0) return chunk.length;
-      const n = Math.min(this.#remaining, chunk.length);
-      this.#remaining -= n;
-      if (this.#remaining === 0) this.done = true;
-      return n;
-    }
-    let i = 0;
-    while (i < chunk.length && !this.done) {
-      if (this.#state === 1) {
-        const n = Math.min(this.#remaining, chunk.length - i);
-        i += n;
-        this.#remaining -= n;
-        if (this.#remaining === 0) this.#state = 2;
-        continue;
-      }
-      const c = chunk[i++]!;
-      if (c !== 0x0a) {
-        if (this.#line.length < 1024) this.#line += String.fromCharCode(c);
-        continue;
-      }
-      const line = this.#line.replace(/\r$/, '');
-      this.#line = '';
-      if (this.#state === 0) {
-        const size = parseInt(line.split(';')[0]!, 16);
-        if (!Number.isFinite(size) || size < 0) {
-          this.done = true;
-        } else if (size === 0) {
-          this.#state = 3;
-        } else {
-          this.#remaining = size;
-          this.#state = 1;
-        }
-      } else if (this.#state === 2) {
-        this.#state = 0;
-      } else if (line === '') {
-        this.done = true;
-      }
-    }
-    return i;
-  }
+  if (initial.length > 0) onData(initial);
+  if (!done) socket.resume();
 }
