@@ -59,10 +59,10 @@ export const PROFILES = {
   full: {
     rounds: 3,
     retries: 2,
-    budgetSec: 480,
-    echo: { conns: 50, inflight: 10, sizes: [64, 1024], warmupMs: 1500, windowMs: 4000 },
+    budgetSec: 540,
+    echo: { conns: 50, inflight: 10, sizes: [64, 1024], warmupMs: 1500, windowMs: 3000 },
     idle: { conns: 10_000, openConcurrency: 200, settleMinMs: 1500, settleMaxMs: 5000 },
-    sse: { streams: 500, intervalMs: 20, warmupMs: 1500, windowMs: 4000 },
+    sse: { streams: 500, intervalMs: 20, warmupMs: 1500, windowMs: 3000 },
     // Tokens for the auth targets, signed by the load generator before the
     // warm-up (about 45 µs each on a quiet machine): one per client loop when
     // they are reused, and enough for warm-up + window at 3,750 connections/s
