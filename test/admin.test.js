@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import net from 'node:net';
 import { once } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
@@ -585,4 +586,64 @@ test('gateway.workers: 2 — the admin API lists and closes the connections of e
   child.kill('SIGTERM');
   const [code] = await once(child, 'exit');
   assert.equal(code, 0, proc.stderr);
+});
+
+test('while the proxy is saturated (300 handshakes stalled at the upstream, 300 slow-loris sockets) the admin API and /metrics answer; clients giving up (FIN) release their handshakes and upstream connections at once', async (t) => {
+  // An upstream that accepts and never answers: every handshake through it stays in flight.
+  const held = [];
+  let upstreamClosed = 0;
+  const stall = net.createServer((s) => {
+    s.resume(); // reads (and ignores) the request, so it sees the gateway's FIN
+    s.on('error', () => {});
+    s.on('close', () => upstreamClosed++);
+    held.push(s);
+  });
+  await new Promise((r) => stall.listen(0, '127.0.0.1', r));
+  const gw = await startGateway(`gateway:
+  listen: [{ host: 127.0.0.1, port: 0 }]
+  max_pending_handshakes_per_ip: 0
+upstreams:
+  - id: stall
+    nodes: { "127.0.0.1:${stall.address().port}": 1 }
+    timeout: { connect: 2, send: 30, read: 30 }
+routes:
+  - { id: stall, uri: /stall, enable_websocket: true, upstream_id: stall }
+admin:
+  listen: { host: 127.0.0.1, port: 0 }
+  key: ${ADMIN_KEY}
+`);
+  const clients = [];
+  t.after(async () => {
+    for (const c of clients) c.destroy();
+    for (const s of held) s.destroy();
+    await gw.close();
+    stall.close();
+  });
+  const port = gw.gw.adminAddress().port;
+  const key = `dGhlIHNhbXBsZSBub25jZQ==`;
+  for (let i = 0; i < 300; i++) {
+    const ws = net.connect(gw.port, '127.0.0.1', () =>
+      ws.write(`GET /stall HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`),
+    );
+    const loris = net.connect(gw.port, '127.0.0.1', () => loris.write('GET /stall HTTP/1.1\r\nHost: x\r\nX-Slow: '));
+    for (const c of [ws, loris]) {
+      c.on('error', () => {});
+      clients.push(c);
+    }
+  }
+  assert.ok(await eventually(() => held.length === 300, { tries: 250 }), `the upstream holds ${held.length} of 300 handshakes`);
+  const s = await adminCall(port, 'GET', '/admin/status', { key: ADMIN_KEY });
+  assert.equal(s.status, 200);
+  assert.equal(s.json.connections.pending_handshakes, 300);
+  const m = await adminCall(port, 'GET', '/metrics', { key: ADMIN_KEY });
+  assert.equal(m.status, 200);
+  assert.match(m.body, /^portcullis_connections_active/m);
+  const wrong = await adminCall(port, 'GET', '/admin/status', { key: 'nope' });
+  assert.equal(wrong.status, 401, 'still authenticated under load');
+  // The clients give up (a FIN each, before any 101): handshake_timeout (10 s) is not waited for.
+  for (const c of clients) c.destroy();
+  let left;
+  const released = await eventually(async () => (left = (await adminCall(port, 'GET', '/admin/status', { key: ADMIN_KEY })).json.connections.pending_handshakes) === 0);
+  assert.ok(released, `the abandoned handshakes are released: ${left} left`);
+  assert.ok(await eventually(() => upstreamClosed === 300), `the gateway closed its upstream connections: ${upstreamClosed} of 300`);
 });

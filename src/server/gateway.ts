@@ -491,6 +491,14 @@ export class Gateway {
       this.#finishRejected(x, e);
     };
     socket.on('data', onEarly);
+    // The HTTP server's sockets allow half-open connections, so a client that gives up
+    // (FIN) only shows as 'end': before the 101 that is the client leaving. Closing the
+    // socket lets every stage of the handshake see it ('close'), abort the upstream
+    // connection and uncount the handshake now rather than at handshake_timeout.
+    const onEnd = (): void => {
+      if (!released && !x.finished) socket.destroy();
+    };
+    socket.on('end', onEnd);
     const timer = setTimeout(() => {
       if (released || x.finished) return;
       released = true;
@@ -506,6 +514,7 @@ export class Gateway {
       unpend();
       clearTimeout(timer);
       socket.off('data', onEarly);
+      socket.off('end', onEnd);
     };
 
     const go = (v: Rejection | undefined): void => {
@@ -534,13 +543,13 @@ export class Gateway {
   /**
    * Count a handshake in progress for `ip`. Returns the function that uncounts it
    * (idempotent; also run when the socket closes), or false when `ip` already has
-   * max_pending_handshakes_per_ip in progress (nothing counted then).
+   * max_pending_handshakes_per_ip in progress (nothing counted then). Counted with
+   * the cap off (0) too: the admin API's status reports the count.
    */
   #countPending(ip: string, socket: Socket): (() => void) | false {
     const cap = this.#runtime.config.gateway.max_pending_handshakes_per_ip;
-    if (cap <= 0) return ignore;
     const n = this.#pending.get(ip) ?? 0;
-    if (n >= cap) return false;
+    if (cap > 0 && n >= cap) return false;
     this.#pending.set(ip, n + 1);
     let counted = true;
     const unpend = (): void => {
