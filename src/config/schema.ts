@@ -314,7 +314,7 @@ function upstreamSchema(requireId: boolean): Schema {
       keepalive_pool: {
         type: 'object',
         default: {},
-        description: 'Idle upstream connections kept for reuse (HTTP and SSE).',
+        description: 'Idle upstream connections kept for reuse (plain HTTP; WebSocket handshakes and event-stream GETs open their own).',
         additionalProperties: false,
         properties: {
           size: { type: 'integer', minimum: 1, default: 320, description: 'Most idle connections kept.' },
