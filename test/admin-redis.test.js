@@ -112,6 +112,41 @@ test('DELETE on one instance closes the consumer\'s connections on another insta
   assert.deepEqual(await bobCut, { code: 1008, reason: 'revoked' });
 });
 
+test('a block set on one instance refuses the consumer on the other; lifting it there lifts it here; malformed block messages are ignored', async () => {
+  const [a, b] = await Promise.all([startInstance(), startInstance()]);
+  assert.ok(await subscribed(a), 'instance A subscribed');
+  assert.ok(await subscribed(b), 'instance B subscribed');
+  const aliceOnB = await connect(b, ALICE);
+  const cut = closed(aliceOnB);
+  const d = await a.call('DELETE', '/admin/connections?consumer=alice&block=600');
+  assert.equal(d.status, 200, d.body);
+  assert.equal(d.json.broadcast, true);
+  assert.deepEqual(await cut, { code: 1008, reason: 'revoked' });
+  const refused = await openWs(`ws://127.0.0.1:${b.port}/chat`, { headers: { apikey: ALICE } });
+  assert.equal(refused.status, 403, 'instance B refuses alice');
+  assert.equal(JSON.parse(refused.body).error.code, 'REVOKED');
+  assert.deepEqual((await b.call('GET', '/admin/blocks')).json.blocks.map((x) => x.consumer), ['alice']);
+  await connect(b, BOB);
+
+  // Messages that would block wrongly are ignored: a block on a route, a block of 0 s, an unblock with a filter.
+  const pub = redis.client();
+  for (const m of [
+    { v: 1, origin: 'x', filter: { route: 'chat' }, block_s: 60 },
+    { v: 1, origin: 'x', filter: { consumer: 'bob' }, block_s: 0 },
+    { v: 1, origin: 'x', filter: { consumer: 'bob' }, unblock: 'alice' },
+  ]) {
+    await pub.publish('portcullis:revoke:0', JSON.stringify(m));
+  }
+  assert.ok(await eventually(() => (b.stdout.match(/ignored a malformed message/g) ?? []).length >= 1), b.stdout);
+  assert.deepEqual((await b.call('GET', '/admin/blocks')).json.blocks.map((x) => x.consumer), ['alice'], 'bob was not blocked');
+
+  // Lifted on B: A lets alice in again.
+  const lift = await b.call('DELETE', '/admin/blocks?consumer=alice');
+  assert.deepEqual(lift.json, { lifted: true, broadcast: true });
+  assert.ok(await eventually(async () => (await a.call('GET', '/admin/blocks')).json.blocks.length === 0), 'A lifted it too');
+  await connect(a, ALICE);
+});
+
 test('the subscriber comes back after Redis restarts; a broadcast then still reaches the other instance', async () => {
   const [a, b] = instances.length >= 2 ? instances : await Promise.all([startInstance(), startInstance()]);
   assert.ok(await subscribed(b));

@@ -323,6 +323,70 @@ test('DELETE ?consumer= closes exactly that consumer\'s connections with 1008 re
   await closeAll(again, b1);
 });
 
+test('DELETE ?consumer=&block=: closed now and refused until the block ends or is lifted (403 REVOKED, Retry-After); others unaffected; kept across a reload', async () => {
+  const a1 = await connect('/chat', ALICE);
+  const b1 = await connect('/chat', BOB);
+  const aliceClosed = closed(a1);
+  const d = await call('DELETE', '/admin/connections?consumer=alice&block=600');
+  assert.equal(d.status, 200, d.body);
+  assert.equal(d.json.closed, 1);
+  assert.ok(Date.parse(d.json.blocked_until) > Date.now() + 590_000, d.json.blocked_until);
+  assert.deepEqual(await aliceClosed, { code: 1008, reason: 'revoked' });
+  // Refused before any 101, on every route and for SSE too; the answer says how long.
+  const ws1 = await openWs(`${g.ws}/chat`, { headers: { apikey: ALICE } });
+  assert.equal(ws1.status, 403);
+  assert.equal(JSON.parse(ws1.body).error.code, 'REVOKED');
+  const retry = Number(ws1.headers['retry-after']);
+  assert.ok(retry > 590 && retry <= 600, ws1.headers['retry-after']);
+  const sse1 = await new Promise((resolve) => {
+    http.get({ host: '127.0.0.1', port: g.port, path: '/events', agent: false, headers: { apikey: ALICE, accept: 'text/event-stream' } }, resolve);
+  });
+  sse1.resume();
+  assert.equal(sse1.statusCode, 403);
+  await assertEchoes(b1, 'bob is not blocked');
+  const bob2 = await connect('/feed', BOB);
+  // Listed; kept across a reload (a block is not config).
+  const list = await call('GET', '/admin/blocks');
+  assert.equal(list.status, 200);
+  assert.equal(list.json.blocks.length, 1);
+  assert.equal(list.json.blocks[0].consumer, 'alice');
+  assert.ok(list.json.blocks[0].remaining_s > 590);
+  assert.equal((await call('POST', '/admin/reload')).status, 200);
+  assert.equal((await openWs(`${g.ws}/chat`, { headers: { apikey: ALICE } })).status, 403, 'still blocked after a reload');
+  assert.ok(g.log.access().some((l) => l.error === 'REVOKED' && l.status === 403 && l.consumer === 'alice'));
+  // Lifted: alice connects again; lifting twice says so.
+  const lift = await call('DELETE', '/admin/blocks?consumer=alice');
+  assert.deepEqual(lift.json, { lifted: true });
+  assert.deepEqual((await call('DELETE', '/admin/blocks?consumer=alice')).json, { lifted: false });
+  assert.deepEqual((await call('GET', '/admin/blocks')).json, { blocks: [] });
+  const back = await connect('/chat', ALICE);
+  await closeAll(back, b1, bob2);
+});
+
+test('a block ends by itself', async () => {
+  const d = await call('DELETE', '/admin/connections?consumer=bob&block=1');
+  assert.equal(d.status, 200);
+  assert.equal((await openWs(`${g.ws}/chat`, { headers: { apikey: BOB } })).status, 403);
+  const r = await eventually(async () => (await openWs(`${g.ws}/chat`, { headers: { apikey: BOB } })).ws, { tries: 60, every: 50 });
+  assert.ok(r, 'bob connects again once the block is over');
+  await closeAll(r);
+});
+
+test('block: only with consumer, whole seconds from 1 to 7 days, in the query or the JSON body', async () => {
+  for (const q of ['route=chat&block=10', 'id=x&block=10', 'consumer=alice&block=0', 'consumer=alice&block=1.5', 'consumer=alice&block=abc', 'consumer=alice&block=604801', 'block=10']) {
+    const r = await call('DELETE', `/admin/connections?${q}`);
+    assert.equal(r.status, 400, q);
+    assert.equal(r.json.error.code, 'ADMIN_BAD_REQUEST', q);
+  }
+  assert.deepEqual((await call('GET', '/admin/blocks')).json, { blocks: [] }, 'nothing was blocked by a refused call');
+  const body = await call('DELETE', '/admin/connections', { body: JSON.stringify({ consumer: 'nobody', block: 30 }) });
+  assert.equal(body.status, 200, body.body);
+  assert.equal(body.json.closed, 0);
+  assert.equal((await call('GET', '/admin/blocks')).json.blocks[0].consumer, 'nobody');
+  assert.equal((await call('DELETE', '/admin/blocks')).status, 400, 'consumer is required');
+  assert.equal((await call('DELETE', '/admin/blocks?consumer=nobody')).json.lifted, true);
+});
+
 test('DELETE ?route= ends that route\'s SSE streams and leaves other routes alone; ?id= closes one connection', async () => {
   const s1 = await openSse('/events', ALICE);
   const s2 = await openSse('/events', BOB);
@@ -563,8 +627,22 @@ test('gateway.workers: 2 — the admin API lists and closes the connections of e
   assert.deepEqual(d.json, { closed: 4 });
   for (const c of await Promise.all(closes)) assert.deepEqual(c, { code: 1008, reason: 'revoked' });
   for (const s of bob) await assertEchoes(s);
-  for (const s of bob) s.close();
-  await Promise.all(bob.map((s) => closed(s)));
+  // A block reaches every worker: bob's connections close, and no worker admits him until it is lifted.
+  const bobCloses = bob.map((s) => closed(s));
+  const blk = await acall('DELETE', '/admin/connections?consumer=bob&block=600');
+  assert.equal(blk.status, 200, blk.body);
+  assert.equal(blk.json.closed, 4);
+  await Promise.all(bobCloses);
+  const refused = await Promise.all(Array.from({ length: 8 }, () => openWs(`ws://127.0.0.1:${port}/chat`, { headers: { apikey: BOB } })));
+  assert.deepEqual(refused.map((r) => r.status), Array(8).fill(403));
+  const listed = await acall('GET', '/admin/blocks');
+  assert.deepEqual(listed.json.blocks.map((b) => b.consumer), ['bob']);
+  const lift = await acall('DELETE', '/admin/blocks?consumer=bob');
+  assert.deepEqual(lift.json, { lifted: true });
+  const readmitted = await Promise.all(Array.from({ length: 8 }, () => openWs(`ws://127.0.0.1:${port}/chat`, { headers: { apikey: BOB } })));
+  assert.ok(readmitted.every((r) => r.ws), JSON.stringify(readmitted.map((r) => r.status)));
+  for (const r of readmitted) r.ws.close();
+  await Promise.all(readmitted.map((r) => closed(r.ws)));
 
   // PUT config and reload act on every worker: a new route answers whichever worker takes it.
   const original = readFileSync(file, 'utf8');

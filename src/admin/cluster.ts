@@ -18,8 +18,8 @@ import { INSTANCE_ENV } from './revoke.js';
 /** Marks our messages on the shared IPC channel (the stores use `portcullis:store`). */
 const TAG = 'portcullis:admin';
 
-export type RelayOp = 'status' | 'connections' | 'revoke' | 'config' | 'reload' | 'metrics';
-const OPS: readonly string[] = ['status', 'connections', 'revoke', 'config', 'reload', 'metrics'];
+export type RelayOp = 'status' | 'connections' | 'revoke' | 'blocks' | 'unblock' | 'config' | 'reload' | 'metrics';
+const OPS: readonly string[] = ['status', 'connections', 'revoke', 'blocks', 'unblock', 'config', 'reload', 'metrics'];
 
 /** One worker's share of a relayed call. */
 export interface WorkerAnswer {

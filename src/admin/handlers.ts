@@ -7,6 +7,7 @@
 import type { ConfigIssue } from '../config/index.js';
 import { GatewayError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { MAX_BLOCK_SECONDS, MAX_BLOCKS, type BlockInfo } from '../server/blocks.js';
 import type { Gateway } from '../server/gateway.js';
 import type { RelayOp, RelayResult, WorkerAnswer } from './cluster.js';
 import {
@@ -82,15 +83,36 @@ function parseJsonBody(req: AdminRequest): unknown {
   }
 }
 
-/** Exactly one of consumer, route, id: from the query, or from a JSON body (not both). */
-function revokeFilter(req: AdminRequest): RevokeFilter {
-  const q = params(req.url, FILTER_KEYS);
+/**
+ * Exactly one of consumer, route, id, and with consumer optionally `block` (whole
+ * seconds): from the query, or from a JSON body (not both).
+ */
+function revokeFilter(req: AdminRequest): { filter: RevokeFilter; blockS: number | undefined } {
+  const q = params(req.url, [...FILTER_KEYS, 'block']);
   const hasBody = req.body.trim() !== '';
   if (q.size > 0 && hasBody) throw bad('give the filter in the query or in the body, not both');
   const raw: unknown = hasBody ? parseJsonBody(req) : Object.fromEntries(q);
-  const filter = parseFilter(raw);
+  let block: unknown;
+  let rest: unknown = raw;
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw) && 'block' in raw) {
+    ({ block, ...rest } = raw as Record<string, unknown>);
+  }
+  const filter = parseFilter(rest);
   if (!filter) throw bad('exactly one of consumer, route, id is required (a non-empty string)');
-  return filter;
+  if (block === undefined) return { filter, blockS: undefined };
+  if (!('consumer' in filter)) throw bad('block applies to a consumer: give consumer=NAME with it');
+  const n = typeof block === 'string' && /^\d{1,7}$/.test(block) ? Number(block) : block;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_BLOCK_SECONDS) {
+    throw bad(`block is a whole number of seconds from 1 to ${MAX_BLOCK_SECONDS}`);
+  }
+  return { filter, blockS: n };
+}
+
+/** consumer=NAME, from the query. */
+function consumerParam(req: AdminRequest): string {
+  const consumer = params(req.url, ['consumer']).get('consumer');
+  if (consumer === undefined) throw bad('consumer is required');
+  return consumer;
 }
 
 // ---- combining workers' answers ---------------------------------------------------
@@ -157,13 +179,44 @@ export const getConnections: Handler = async (ctx, req) => {
 };
 
 export const deleteConnections: Handler = async (ctx, req) => {
-  const filter = revokeFilter(req);
-  const r = await ctx.run('revoke', filter, TIMEOUT.revoke);
-  const closed = values<{ closed: number }>(r).reduce((n, v) => n + v.closed, 0);
+  const { filter, blockS } = revokeFilter(req);
+  const r = await ctx.run('revoke', { filter, ...(blockS !== undefined ? { block_s: blockS } : {}) }, TIMEOUT.revoke);
+  const answers = values<{ closed: number; blocked?: boolean }>(r);
+  const closed = answers.reduce((n, v) => n + v.closed, 0);
+  if (blockS !== undefined && answers.some((a) => a.blocked === false)) {
+    // The connections are closed; the block could not be recorded everywhere.
+    throw new GatewayError('ADMIN_BAD_REQUEST', { message: `${closed} connections closed, but the block list is full (${MAX_BLOCKS} consumers)` });
+  }
   const out: Record<string, unknown> = { closed };
-  if (ctx.broadcast) out.broadcast = await ctx.broadcast.publish(filter);
+  if (blockS !== undefined) out.blocked_until = new Date(Date.now() + blockS * 1000).toISOString();
+  if (ctx.broadcast) out.broadcast = await ctx.broadcast.publish(filter, blockS);
   Object.assign(out, missing(r));
-  ctx.log.info({ admin: 'revoke', filter, ...out }, 'admin: connections revoked');
+  ctx.log.info({ admin: 'revoke', filter, ...(blockS !== undefined ? { block_s: blockS } : {}), ...out }, 'admin: connections revoked');
+  return { status: 200, json: out };
+};
+
+export const getBlocks: Handler = async (ctx, req) => {
+  params(req.url, []);
+  const r = await ctx.run('blocks', null, TIMEOUT.read);
+  // Every worker holds the same blocks; merged by consumer (the latest end) in case one missed a call.
+  const merged = new Map<string, BlockInfo>();
+  for (const v of values<{ blocks: BlockInfo[] }>(r)) {
+    for (const b of v.blocks) {
+      const prev = merged.get(b.consumer);
+      if (!prev || b.until > prev.until) merged.set(b.consumer, b);
+    }
+  }
+  const blocks = [...merged.values()].sort((a, b) => (a.consumer < b.consumer ? -1 : a.consumer > b.consumer ? 1 : 0));
+  return { status: 200, json: { blocks, ...missing(r) } };
+};
+
+export const deleteBlocks: Handler = async (ctx, req) => {
+  const consumer = consumerParam(req);
+  const r = await ctx.run('unblock', { consumer }, TIMEOUT.revoke);
+  const out: Record<string, unknown> = { lifted: values<{ lifted: boolean }>(r).some((v) => v.lifted) };
+  if (ctx.broadcast) out.broadcast = await ctx.broadcast.publishUnblock(consumer);
+  Object.assign(out, missing(r));
+  ctx.log.info({ admin: 'unblock', consumer, ...out }, 'admin: consumer block lifted');
   return { status: 200, json: out };
 };
 
@@ -255,6 +308,13 @@ export const ROUTES: ReadonlyMap<string, Methods> = new Map<string, Methods>([
     {
       GET: { handler: getConfig, bodyLimit: SMALL_BODY_LIMIT },
       PUT: { handler: putConfig, bodyLimit: CONFIG_BODY_LIMIT },
+    },
+  ],
+  [
+    '/admin/blocks',
+    {
+      GET: { handler: getBlocks, bodyLimit: SMALL_BODY_LIMIT },
+      DELETE: { handler: deleteBlocks, bodyLimit: SMALL_BODY_LIMIT },
     },
   ],
   ['/admin/reload', { POST: { handler: postReload, bodyLimit: SMALL_BODY_LIMIT } }],

@@ -40,7 +40,19 @@ export class Admin {
   private constructor(gw: Gateway, live: LiveRegistry) {
     this.#gw = gw;
     const redis = gw.config.gateway.redis;
-    this.#broadcast = redis ? new RevokeBroadcast({ redis, log: gw.log, onRevoke: (f) => revokeLocal(live, f) }) : undefined;
+    this.#broadcast = redis
+      ? new RevokeBroadcast({
+          redis,
+          log: gw.log,
+          onRevoke: (f, blockS) => {
+            if (blockS !== undefined && 'consumer' in f && !gw.block(f.consumer, blockS)) {
+              gw.log.warn({ consumer: f.consumer }, 'block from another instance not applied: the block list is full');
+            }
+            return revokeLocal(live, f);
+          },
+          onUnblock: (consumer) => void gw.unblock(consumer),
+        })
+      : undefined;
   }
 
   /** Start what the config asks for. Rejects when the admin port cannot be bound. */
@@ -135,9 +147,19 @@ export class Admin {
         return list;
       }
       case 'revoke': {
-        const filter = parseFilter(args);
+        const a = (args ?? {}) as { filter?: unknown; block_s?: unknown };
+        const filter = parseFilter(a.filter);
         if (!filter) throw new Error('bad revoke filter');
-        return { closed: gw.revoke(filter) };
+        // Block first: a handshake finishing meanwhile is refused, not admitted after the close.
+        const blocked = typeof a.block_s === 'number' && 'consumer' in filter ? gw.block(filter.consumer, a.block_s) : undefined;
+        return { closed: gw.revoke(filter), ...(blocked !== undefined ? { blocked } : {}) };
+      }
+      case 'blocks':
+        return { blocks: gw.blocks() };
+      case 'unblock': {
+        const consumer = (args as { consumer?: unknown } | null)?.consumer;
+        if (typeof consumer !== 'string') throw new Error('bad unblock');
+        return { lifted: gw.unblock(consumer) };
       }
       case 'config': {
         const text = (args as { text?: unknown } | null)?.text;

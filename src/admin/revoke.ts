@@ -9,6 +9,11 @@
  * is opened on the first revocation. Messages are small JSON objects:
  *
  *   {"v":1,"origin":"<instance id>","filter":{"consumer":"alice"}}
+ *   {"v":1,"origin":"<instance id>","filter":{"consumer":"alice"},"block_s":600}
+ *   {"v":1,"origin":"<instance id>","unblock":"alice"}
+ *
+ * (a revocation; a revocation that also blocks the consumer for block_s seconds;
+ * the lifting of a block).
  *
  * A message from this instance (same origin) is ignored: the instance has closed
  * its connections already (with `gateway.workers`, every worker of the instance
@@ -23,6 +28,7 @@ import cluster from 'node:cluster';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { GatewayRedisSettings } from '../core/plugin.js';
 import type { Logger } from '../core/log.js';
+import { MAX_BLOCK_SECONDS } from '../server/blocks.js';
 import { redactUrl } from './redact.js';
 
 /** Which live connections a revocation closes: exactly one criterion. */
@@ -75,11 +81,7 @@ export function parseFilter(raw: unknown): RevokeFilter | undefined {
   return { [k]: v } as RevokeFilter;
 }
 
-interface Wire {
-  v: 1;
-  origin: string;
-  filter: RevokeFilter;
-}
+type Wire = { v: 1; origin: string; filter: RevokeFilter; block_s?: number } | { v: 1; origin: string; unblock: string };
 
 /** A received message, or why it was refused. */
 export function parseMessage(buf: string): Wire | string {
@@ -94,16 +96,26 @@ export function parseMessage(buf: string): Wire | string {
   const o = m as Record<string, unknown>;
   if (o.v !== 1) return 'unknown version';
   if (typeof o.origin !== 'string' || o.origin.length === 0 || o.origin.length > 128) return 'bad origin';
+  if (o.unblock !== undefined) {
+    if (typeof o.unblock !== 'string' || o.unblock.length === 0 || o.unblock.length > MAX_FILTER_VALUE) return 'bad unblock';
+    if (o.filter !== undefined || o.block_s !== undefined) return 'unblock with a filter';
+    return { v: 1, origin: o.origin, unblock: o.unblock };
+  }
   const filter = parseFilter(o.filter);
   if (!filter) return 'bad filter';
-  return { v: 1, origin: o.origin, filter };
+  if (o.block_s === undefined) return { v: 1, origin: o.origin, filter };
+  if (!('consumer' in filter)) return 'block without a consumer';
+  if (typeof o.block_s !== 'number' || !Number.isInteger(o.block_s) || o.block_s < 1 || o.block_s > MAX_BLOCK_SECONDS) return 'bad block_s';
+  return { v: 1, origin: o.origin, filter, block_s: o.block_s };
 }
 
 export interface RevokeBroadcastOptions {
   redis: GatewayRedisSettings;
   log: Logger;
-  /** Close this instance's matching connections; returns how many. */
-  onRevoke(filter: RevokeFilter): number;
+  /** Close this instance's matching connections (and block the consumer for `blockS` seconds); returns how many. */
+  onRevoke(filter: RevokeFilter, blockS: number | undefined): number;
+  /** Lift a consumer's block in this instance. */
+  onUnblock(consumer: string): void;
 }
 
 export class RevokeBroadcast {
@@ -114,7 +126,8 @@ export class RevokeBroadcast {
   readonly #redis: GatewayRedisSettings;
   readonly #timeoutMs: number;
   readonly #log: Logger;
-  readonly #onRevoke: (f: RevokeFilter) => number;
+  readonly #onRevoke: (f: RevokeFilter, blockS: number | undefined) => number;
+  readonly #onUnblock: (consumer: string) => void;
   readonly #sub: Redis;
   #pub: Redis | undefined;
   #subscribed = false;
@@ -127,6 +140,7 @@ export class RevokeBroadcast {
     this.#timeoutMs = Math.max(100, Math.round(opts.redis.timeout * 1000));
     this.#log = opts.log;
     this.#onRevoke = opts.onRevoke;
+    this.#onUnblock = opts.onUnblock;
     this.channel = channelFor(opts.redis);
     this.address = describeRedis(opts.redis);
     // The subscriber waits for Redis as long as it takes: its one command (SUBSCRIBE)
@@ -168,9 +182,17 @@ export class RevokeBroadcast {
    * Tell the other instances. Resolves true when Redis took the message, false
    * when it could not be sent (logged); never rejects.
    */
-  async publish(filter: RevokeFilter): Promise<boolean> {
+  async publish(filter: RevokeFilter, blockS?: number): Promise<boolean> {
+    return this.#send(blockS === undefined ? { v: 1, origin: this.origin, filter } : { v: 1, origin: this.origin, filter, block_s: blockS });
+  }
+
+  /** Tell the other instances to lift a consumer's block; as publish(). */
+  async publishUnblock(consumer: string): Promise<boolean> {
+    return this.#send({ v: 1, origin: this.origin, unblock: consumer });
+  }
+
+  async #send(msg: Wire): Promise<boolean> {
     if (this.#closed) return false;
-    const msg: Wire = { v: 1, origin: this.origin, filter };
     this.#pub ??= this.#newPublisher();
     try {
       if (this.#pub.status === 'wait') await this.#pub.connect();
@@ -241,14 +263,19 @@ export class RevokeBroadcast {
       return;
     }
     if (m.origin === this.origin) return;
+    if ('unblock' in m) {
+      this.#onUnblock(m.unblock);
+      this.#log.info({ consumer: m.unblock, from: 'redis' }, 'consumer block lifted by another instance');
+      return;
+    }
     let closed = 0;
     try {
-      closed = this.#onRevoke(m.filter);
+      closed = this.#onRevoke(m.filter, m.block_s);
     } catch (err) {
       this.#log.error({ err: safeMessage(err) }, 'revoke channel: closing connections failed');
       return;
     }
-    this.#log.info({ filter: m.filter, closed, from: 'redis' }, 'connections revoked by another instance');
+    this.#log.info({ filter: m.filter, closed, ...(m.block_s ? { block_s: m.block_s } : {}), from: 'redis' }, 'connections revoked by another instance');
   }
 
   #connectionError(err: Error): void {

@@ -10,6 +10,7 @@ import type { Logger } from '../core/log.js';
 import type { Pipeline } from '../core/pipeline.js';
 import type { ConnectionSummary, Protocol, Rejection } from '../core/plugin.js';
 import type { Upstream } from '../upstream/upstream.js';
+import type { ConsumerBlocks } from './blocks.js';
 import type { Context } from './context.js';
 
 /** A live WebSocket or SSE connection the gateway can end (shutdown, revocation). */
@@ -65,6 +66,8 @@ export class Exchange {
   #finished = false;
   /** Run once when the exchange finishes, before the log phase (the gateway's handshake bookkeeping). */
   onFinish: (() => void) | undefined = undefined;
+  /** Consumers blocked by the admin API: an identified consumer among them is refused after rewrite. */
+  blocks: ConsumerBlocks | undefined = undefined;
 
   constructor(
     source: object,
@@ -111,7 +114,13 @@ export class Exchange {
 
   #access(): Rejection | undefined | Promise<Rejection | undefined> {
     const consumer = this.ctx.consumer;
-    if (consumer) this.pipeline = this.pipeline.forConsumer(consumer.username);
+    if (consumer) {
+      const wait = this.blocks?.remaining(consumer.username) ?? 0;
+      if (wait > 0) {
+        return { reject: 'REVOKED', headers: { 'retry-after': String(wait) }, detail: `consumer blocked by the admin API for ${wait} s more` };
+      }
+      this.pipeline = this.pipeline.forConsumer(consumer.username);
+    }
     return this.pipeline.runPhase('access', this.ctx, this.summary);
   }
 

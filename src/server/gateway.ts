@@ -29,6 +29,7 @@ import { proxyHttp } from '../transport/http/proxy.js';
 import { checkClientHandshake, isWebSocketUpgrade } from '../transport/ws/handshake.js';
 import { proxyWebSocket } from '../transport/ws/proxy.js';
 import { createRegistry } from '../plugins/index.js';
+import { ConsumerBlocks, type BlockInfo } from './blocks.js';
 import { Context } from './context.js';
 import { Exchange, type ForwardingInfo, type LiveConnection } from './exchange.js';
 import { rejectSocket, sendError } from './respond.js';
@@ -66,6 +67,7 @@ export class Gateway {
   readonly #live = new LiveRegistry();
   /** WebSocket handshakes in progress (upgrade received, no 101 or refusal yet), by client address. */
   readonly #pending = new Map<string, number>();
+  readonly #blocks = new ConsumerBlocks();
   readonly #accessLog: AccessLog;
   /** Prometheus metrics (undefined when metrics.enabled is false); the admin API serves render() at /metrics. */
   readonly metrics: Metrics | undefined;
@@ -235,6 +237,14 @@ export class Gateway {
    * closed it, so a revoked consumer cannot slip in while its handshake is in flight.
    */
   #joined(conn: LiveConnection): void {
+    // A handshake that passed its access phase just before its consumer was blocked.
+    const consumer = conn.exchange.ctx.consumer;
+    if (consumer && this.#blocks.remaining(consumer.username) > 0) {
+      setImmediate(() => {
+        if (this.#live.has(conn)) closeFor(conn, 'revoked');
+      });
+      return;
+    }
     const now = this.#runtime;
     if (this.#runtimeOf.get(conn.exchange.route) === now) return;
     if (this.#lateDiffs?.now !== now) this.#lateDiffs = { now, diffs: new Map() };
@@ -292,6 +302,25 @@ export class Gateway {
    */
   revoke(filter: RevokeFilter): number {
     return revokeLocal(this.#live, filter);
+  }
+
+  /**
+   * Refuse `consumer` for `seconds` (403 REVOKED with Retry-After on every request
+   * and handshake it authenticates) in this process; false when the block list is
+   * full. The admin API closes its connections, relays and broadcasts the block.
+   */
+  block(consumer: string, seconds: number): boolean {
+    return this.#blocks.block(consumer, seconds);
+  }
+
+  /** Lift a block in this process; true when there was one. */
+  unblock(consumer: string): boolean {
+    return this.#blocks.unblock(consumer);
+  }
+
+  /** The blocks in force in this process. */
+  blocks(): BlockInfo[] {
+    return this.#blocks.list();
   }
 
   addresses(): ListenerAddress[] {
@@ -376,7 +405,7 @@ export class Gateway {
       params: match.params,
       log: this.log,
     });
-    return new Exchange(
+    const x = new Exchange(
       this,
       ctx,
       route,
@@ -386,6 +415,8 @@ export class Gateway {
       this.log,
       websocket ? 'websocket' : 'http',
     );
+    x.blocks = this.#blocks;
+    return x;
   }
 
   /**
