@@ -460,14 +460,15 @@ test('PUT /admin/config with an invalid config: 400 CONFIG_INVALID with the issu
   assert.equal(notYaml.status, 400);
   assert.equal(notYaml.json.error.code, 'CONFIG_INVALID');
 
-  // The admin section is fixed until restart: a new key is refused, and not echoed.
-  const NEW_KEY = 'another-admin-key-0123456789';
-  const rekey = await call('PUT', '/admin/config', { body: gatewayYaml().replace(ADMIN_KEY, NEW_KEY) });
-  assert.equal(rekey.status, 400);
-  assert.equal(rekey.json.error.code, 'CONFIG_INVALID');
-  assert.ok(rekey.json.error.issues.some((i) => i.path === 'admin'), JSON.stringify(rekey.json.error.issues));
-  assert.ok(!rekey.body.includes(NEW_KEY) && !rekey.body.includes(ADMIN_KEY));
-  assert.equal((await adminCall(adminPort, 'GET', '/admin/status', { key: NEW_KEY })).status, 401);
+  // The admin listener stays until restart: a config without the admin section is refused, and no key is echoed.
+  const noAdmin = gatewayYaml().replace(/admin:\n[\s\S]*$/, '');
+  assert.ok(!noAdmin.includes('admin:'));
+  const gone = await call('PUT', '/admin/config', { body: noAdmin });
+  assert.equal(gone.status, 400);
+  assert.equal(gone.json.error.code, 'CONFIG_INVALID');
+  assert.ok(gone.json.error.issues.some((i) => i.path === 'admin'), JSON.stringify(gone.json.error.issues));
+  assert.ok(!gone.body.includes(ADMIN_KEY));
+  assert.equal((await call('GET', '/admin/status')).status, 200);
 
   // Unchanged: the chat route still works.
   const still = await connect('/chat', ALICE);
@@ -508,6 +509,26 @@ test('PUT /admin/config with a valid config applies it: a new route answers; a r
   assert.equal(back.status, 200, back.body);
   assert.ok(back.json.routes.removed.includes('added'));
   assert.equal((await openWs(`${g.ws}/added`)).status, 404);
+});
+
+test('a new config rotates admin.key: the new key works at once, the old one gets 401; admin.listen cannot change on reload', async () => {
+  const NEW = 'adm-rotated-0123456789abcdef';
+  const yaml = (key, port = 0) => gatewayYaml().replace(`admin:\n  listen: { host: 127.0.0.1, port: 0 }\n  key: ${ADMIN_KEY}`, `admin:\n  listen: { host: 127.0.0.1, port: ${port} }\n  key: ${key}`);
+  assert.notEqual(yaml(NEW), gatewayYaml(), 'the test edits the admin section');
+  const put = await call('PUT', '/admin/config', { body: yaml(NEW), headers: { 'content-type': 'application/yaml' } });
+  assert.equal(put.status, 200, put.body);
+  assert.equal((await call('GET', '/admin/status')).status, 401, 'the old key is refused');
+  const withNew = (method, path, opts = {}) => adminCall(adminPort, method, path, { key: NEW, ...opts });
+  assert.equal((await withNew('GET', '/admin/status')).status, 200);
+  const moved = await withNew('PUT', '/admin/config', { body: yaml(NEW, 19_999), headers: { 'content-type': 'application/yaml' } });
+  assert.equal(moved.status, 400);
+  assert.equal(moved.json.error.code, 'CONFIG_INVALID');
+  assert.ok(moved.json.error.issues.some((i) => i.path === 'admin.listen'), moved.body);
+  assert.ok(!moved.body.includes(NEW) && !moved.body.includes(ADMIN_KEY), 'no key in the answer');
+  const back = await withNew('PUT', '/admin/config', { body: gatewayYaml(), headers: { 'content-type': 'application/yaml' } });
+  assert.equal(back.status, 200, back.body);
+  assert.equal((await call('GET', '/admin/status')).status, 200, 'the first key again');
+  assert.equal((await withNew('GET', '/admin/status')).status, 401);
 });
 
 test('POST /admin/reload re-reads the file: applied when valid, 400 with the issues when not', async () => {

@@ -78,7 +78,7 @@ export class Admin {
     };
     const server = new AdminServer({
       listen: settings.listen,
-      // A reload refuses any change to `admin`: the key is the one it started with.
+      // A reload refuses a change of `admin.listen`; it may rotate the key (setKey).
       key: settings.key,
       log: gw.log,
       context: ctx,
@@ -101,6 +101,11 @@ export class Admin {
   }
 
   /** Where the admin API listens (undefined without one). */
+  /** A reload's new `admin.key` (the loader kept a non-loopback listener from losing it). */
+  setKey(key: string | undefined): void {
+    this.#server?.setKey(key);
+  }
+
   address(): ListenerAddress | undefined {
     return this.#server?.address();
   }

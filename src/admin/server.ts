@@ -18,7 +18,7 @@ import { ROUTES, type AdminAnswer, type AdminContext, type AdminRequest } from '
 
 export interface AdminServerOptions {
   listen: ListenConfig;
-  /** The key every call must send (undefined: none; only allowed on loopback). Fixed until restart. */
+  /** The key every call must send (undefined: none; only allowed on loopback). A reload may replace it (setKey). */
   key: string | undefined;
   log: Logger;
   context: AdminContext;
@@ -35,8 +35,13 @@ export class AdminServer {
   readonly #server: http.Server;
   readonly #opts: AdminServerOptions;
   readonly #log: Logger;
-  readonly #check: KeyCheck;
+  #check: KeyCheck;
   #serial: Promise<unknown> = Promise.resolve();
+
+  /** Rotate the key: calls from now on must send the new one (a reload or PUT /admin/config). */
+  setKey(key: string | undefined): void {
+    this.#check = new KeyCheck(key);
+  }
 
   constructor(opts: AdminServerOptions) {
     this.#opts = opts;

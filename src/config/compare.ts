@@ -54,7 +54,8 @@ export interface FixedSetting {
 
 /**
  * Settings fixed for the life of the process: the listening sockets (gateway
- * listeners, admin API, metrics), the worker count, and where the log goes. A
+ * listeners, admin API, metrics), the worker count, and where the log goes (the
+ * admin key is not: a reload rotates it). A
  * reload that changes any of them is refused as a whole (nothing half-applied).
  */
 export function fixedSettingsChanged(prev: Config, next: Config): FixedSetting[] {
@@ -66,8 +67,9 @@ export function fixedSettingsChanged(prev: Config, next: Config): FixedSetting[]
   check('/gateway/workers', 'gateway.workers', prev.gateway.workers, next.gateway.workers);
   check('/gateway/log/destination', 'gateway.log.destination', prev.gateway.log.destination, next.gateway.log.destination);
   check('/gateway/log/access_log', 'gateway.log.access_log', prev.gateway.log.access_log, next.gateway.log.access_log);
-  // Never print these values: admin.key is a secret.
-  check('/admin', 'admin', prev.admin, next.admin);
+  // Never print these values: admin.key is a secret. The key itself may change (rotation).
+  check('/admin', 'admin', prev.admin === undefined, next.admin === undefined);
+  check('/admin/listen', 'admin.listen', prev.admin?.listen, next.admin?.listen);
   check('/metrics', 'metrics', prev.metrics, next.metrics);
   return out;
 }

@@ -256,11 +256,12 @@ export class Gateway {
     });
   }
 
-  /** Settings that apply to what comes next: listener timeouts and header size, log level. */
+  /** Settings that apply to what comes next: listener timeouts and header size, log level, the admin key. */
   #applySettings(next: Config): void {
     const g = next.gateway;
     for (const l of this.#listeners) Object.assign(l.server, liveServerOptions(g));
     if (this.#ownLogger) this.log.level = g.log.level;
+    this.#admin?.setKey(next.admin?.key);
   }
 
   /** Start or stop watching the config file, as gateway.watch_config says. */
