@@ -28,6 +28,8 @@ Options:
   --format FORMAT     audit: text (default), json or sarif
   --fail-on LEVEL     audit: exit 1 on findings at or above LEVEL: critical, high (default),
                       medium, low, info, or none
+  --accept FILE       audit: accepted risks (rule, route, reason, expires), reported apart
+                      and not counted for --fail-on
   -h, --help          this text
   -v, --version       the version
 
@@ -183,6 +185,7 @@ async function main(argv: string[]): Promise<void> {
         config: { type: 'string', short: 'c' },
         format: { type: 'string' },
         'fail-on': { type: 'string' },
+        accept: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -202,8 +205,8 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = positionals;
   if (!command) usage('no command given');
   if (rest.length > 0) usage(`unexpected argument "${rest[0]}"`);
-  if (command !== 'audit' && (values.format !== undefined || values['fail-on'] !== undefined)) {
-    usage('--format and --fail-on are options of audit');
+  if (command !== 'audit' && (values.format !== undefined || values['fail-on'] !== undefined || values.accept !== undefined)) {
+    usage('--format, --fail-on and --accept are options of audit');
   }
   switch (command) {
     case 'start':
@@ -219,10 +222,18 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'audit': {
       if (!values.config) usage('audit needs a config: -c FILE');
-      const opts = auditOptions(values.format, values['fail-on']);
+      const opts = auditOptions(values.format, values['fail-on'], values.accept);
       if (typeof opts === 'string') usage(opts);
       const config = await load(values.config);
-      const { output, failed } = await runAudit(config, values.config, opts);
+      let audited;
+      try {
+        audited = await runAudit(config, values.config, opts);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        process.stderr.write(`portcullis: ${err.message.replace(/^invalid config/, 'invalid acceptance file')}\n`);
+        process.exit(2);
+      }
+      const { output, failed } = audited;
       process.stdout.write(output);
       if (failed) process.exitCode = 1;
       return;

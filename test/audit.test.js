@@ -101,6 +101,8 @@ const USAGE = [
   ['audit', '-c', INSECURE, '--fail-on', 'severe'],
   ['validate', '-c', INSECURE, '--format', 'json'],
   ['start', '-c', INSECURE, '--fail-on', 'low'],
+  ['validate', '-c', INSECURE, '--accept', 'x.yaml'],
+  ['audit', '-c', INSECURE, '--accept'],
 ];
 
 // Every command the tests below ask about, started now and in parallel.
@@ -312,6 +314,111 @@ test('exit 2: usage errors', async () => {
   }
   assert.match((await run(['audit', '-c', INSECURE, '--format', 'xml'])).stderr, /--format must be one of text, json, sarif/);
   assert.match((await run(['--help'])).stdout, /portcullis audit -c FILE/);
+});
+
+// ---- accepted risks (--accept) --------------------------------------------------------------
+
+const ACCEPT = write(
+  'accept.yaml',
+  `# reviewed risks of the bundled example
+- rule: ws-no-message-limits
+  route: chat
+  reason: the open demo chat; messages are echoed, never parsed
+- rule: no-origin-restriction
+  route: chat
+  path: routes[0].plugins
+  reason: meant to be reached from any page
+  expires: 2999-01-01
+- rule: ws-no-message-limits
+  route: secure-chat
+  reason: expired review
+  expires: 2001-01-01
+- rule: no-authentication
+  route: gone
+  reason: the route was removed since
+`,
+);
+
+test('--accept: accepted findings are set apart with their reason and do not count for --fail-on; stale and expired entries are reported', async () => {
+  const plain = JSON.parse((await run(['audit', '-c', BUNDLED, '--format', 'json'])).stdout);
+  const mediums = plain.findings.filter((f) => f.severity === 'medium');
+  assert.equal(mediums.length, 4, JSON.stringify(mediums));
+  assert.equal((await run(['audit', '-c', BUNDLED, '--fail-on', 'medium'])).status, 1);
+
+  const j = await run(['audit', '-c', BUNDLED, '--format', 'json', '--fail-on', 'medium', '--accept', ACCEPT]);
+  const out = JSON.parse(j.stdout);
+  assert.deepEqual(
+    out.acceptances.accepted.map((f) => [f.rule, f.route, f.reason]),
+    [
+      ['no-origin-restriction', 'chat', 'meant to be reached from any page'],
+      ['ws-no-message-limits', 'chat', 'the open demo chat; messages are echoed, never parsed'],
+    ],
+  );
+  assert.equal(out.acceptances.accepted[0].expires, '2999-01-01');
+  assert.equal(out.findings.length, plain.findings.length - 2, 'accepted findings left the list');
+  assert.ok(!out.findings.some((f) => f.route === 'chat' && f.severity === 'medium'));
+  assert.equal(out.summary.medium, 2);
+  assert.equal(out.summary.accepted, 2);
+  assert.deepEqual(out.acceptances.unused.map((e) => [e.rule, e.route, e.line]), [['no-authentication', 'gone', 14]]);
+  assert.deepEqual(out.acceptances.expired.map((e) => [e.route, e.expires]), [['secure-chat', '2001-01-01']]);
+  assert.ok(out.findings.some((f) => f.rule === 'ws-no-message-limits' && f.route === 'secure-chat'), 'an expired acceptance accepts nothing');
+  assert.equal(j.status, 1, 'two mediums are still open');
+
+  const t = await run(['audit', '-c', BUNDLED, '--accept', ACCEPT]);
+  assert.equal(t.status, 0);
+  assert.match(t.stdout, /accepted in .*accept\.yaml \(not counted for --fail-on\)\n {2}MEDIUM {3}no-origin-restriction {2}route chat {2}routes\[0\]\.plugins \(line \d+\)\n {11}reason: meant to be reached from any page \(until 2999-01-01\)/);
+  assert.match(t.stdout, /warning: .*accept\.yaml: accepts no-authentication on gone \(line 14\), which is not found: remove the entry/);
+  assert.match(t.stdout, /warning: .*accept\.yaml: acceptance of ws-no-message-limits on secure-chat \(line 10\) expired on 2001-01-01: review it/);
+  assert.match(t.stdout, /; 2 accepted\n$/);
+
+  const sarif = JSON.parse((await run(['audit', '-c', BUNDLED, '--format', 'sarif', '--accept', ACCEPT])).stdout);
+  const results = sarif.runs[0].results;
+  assert.equal(results.length, plain.findings.length, 'accepted findings stay in the SARIF log');
+  const suppressed = results.filter((r) => r.suppressions);
+  assert.deepEqual(
+    suppressed.map((r) => [r.ruleId, r.suppressions[0].kind, r.suppressions[0].status, r.suppressions[0].justification]),
+    [
+      ['no-origin-restriction', 'external', 'accepted', 'meant to be reached from any page'],
+      ['ws-no-message-limits', 'external', 'accepted', 'the open demo chat; messages are echoed, never parsed'],
+    ],
+  );
+});
+
+test('--accept: an invalid file is refused like a config (file:line, YAML path, expected and found, exit 2)', async () => {
+  const badAccept = write(
+    'bad-accept.yaml',
+    `- rule: no-such-rule
+  route: chat
+  reason: typo
+- rule: no-limit-conn
+  route: chat
+  reason: "   "
+  expires: 2027-13-01
+- route: chat
+  rule: no-limit-conn
+  reason: ok
+  severity: low
+`,
+  );
+  const r = await run(['audit', '-c', BUNDLED, '--accept', badAccept]);
+  assert.equal(r.status, 2);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^portcullis: invalid acceptance file .*bad-accept\.yaml/);
+  assert.match(r.stderr, /bad-accept\.yaml:1:\d+ \[0\]\.rule: expected one of no-authentication, .*found "no-such-rule"/);
+  assert.match(r.stderr, /bad-accept\.yaml:11:\d+ \[2\]\.severity: unknown key "severity"/);
+  const blank = write('blank-accept.yaml', '- rule: no-limit-conn\n  route: chat\n  reason: "  "\n  expires: 2027-13-01\n');
+  const b = await run(['audit', '-c', BUNDLED, '--accept', blank]);
+  assert.equal(b.status, 2);
+  assert.match(b.stderr, /blank-accept\.yaml:3:\d+ \[0\]\.reason: expected a reason/);
+  assert.match(b.stderr, /blank-accept\.yaml:4:\d+ \[0\]\.expires: expected a date YYYY-MM-DD, found "2027-13-01"/);
+  const notYaml = write('notyaml-accept.yaml', '- rule: [\n');
+  const y = await run(['audit', '-c', BUNDLED, '--accept', notYaml]);
+  assert.equal(y.status, 2);
+  assert.match(y.stderr, /notyaml-accept\.yaml:\d+:\d+: not valid YAML/);
+  const missing = await run(['audit', '-c', BUNDLED, '--accept', join(dir, 'none.yaml')]);
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /cannot read the acceptance file: ENOENT/);
+  for (const x of [r, b, y, missing]) assert.doesNotMatch(x.stderr, /\n\s+at /, 'no stack trace');
 });
 
 // ---- secrets ------------------------------------------------------------------------------

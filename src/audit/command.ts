@@ -1,26 +1,31 @@
 /**
  * The `audit` command between cli.ts (argv, loading, exit codes) and the auditor:
- * options checked, the file read again for line numbers, the report formatted.
+ * options checked, the file read again for line numbers, accepted risks set
+ * aside, the report formatted.
  */
 import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/types.js';
 import { VERSION } from '../version.js';
 import { FORMATS, failing, formatJson, formatSarif, formatText, type FailOn, type Format } from './format.js';
+import { applyAcceptances, loadAcceptances } from './accept.js';
 import { auditConfig } from './index.js';
 import { SEVERITIES, isSeverity } from './types.js';
 
 export interface AuditOptions {
   format: Format;
   failOn: FailOn;
+  /** --accept: a file of accepted risks (accept.ts). */
+  accept?: string;
 }
 
-/** `--format` and `--fail-on` checked; a usage message when wrong. */
-export function auditOptions(format: string | undefined, failOn: string | undefined): AuditOptions | string {
+/** `--format`, `--fail-on` and `--accept` checked; a usage message when wrong. */
+export function auditOptions(format: string | undefined, failOn: string | undefined, accept?: string): AuditOptions | string {
   const f = format ?? 'text';
   if (!(FORMATS as readonly string[]).includes(f)) return `--format must be one of ${FORMATS.join(', ')} (got "${f}")`;
   const fo = failOn ?? 'high';
   if (fo !== 'none' && !isSeverity(fo)) return `--fail-on must be one of ${[...SEVERITIES, 'none'].join(', ')} (got "${fo}")`;
-  return { format: f as Format, failOn: fo as FailOn };
+  if (accept === '') return '--accept needs a file';
+  return { format: f as Format, failOn: fo as FailOn, ...(accept !== undefined ? { accept } : {}) };
 }
 
 /**
@@ -35,7 +40,14 @@ export async function runAudit(config: Config, file: string, opts: AuditOptions)
   } catch {
     text = undefined; // read a moment ago by the loader; without it findings have no line
   }
+  // An invalid acceptance file throws ConfigError: cli.ts prints it and exits 2.
+  const accepted = opts.accept !== undefined ? await loadAcceptances(opts.accept) : undefined;
   const report = auditConfig(config, text, file);
+  if (accepted && opts.accept !== undefined) {
+    const { open, result } = applyAcceptances(report.findings, accepted, opts.accept);
+    report.findings = open;
+    report.acceptances = result;
+  }
   const output =
     opts.format === 'json'
       ? formatJson(report, opts.failOn, VERSION)

@@ -5,6 +5,7 @@
  */
 import { isAbsolute, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import type { Acceptance } from './accept.js';
 import { RULES } from './catalogue.js';
 import { SEVERITIES, severityRank, type AuditReport, type Finding, type Severity } from './types.js';
 
@@ -27,13 +28,19 @@ function counts(findings: readonly Finding[]): Record<Severity, number> {
   return out;
 }
 
-function summaryLine(findings: readonly Finding[], failOn: FailOn): string {
-  if (findings.length === 0) return 'no findings';
+function summaryLine(findings: readonly Finding[], failOn: FailOn, accepted: number): string {
+  const also = accepted > 0 ? `; ${accepted} accepted` : '';
+  if (findings.length === 0) return `no findings${also}`;
   const c = counts(findings);
   const parts = SEVERITIES.filter((s) => c[s] > 0).map((s) => `${c[s]} ${s}`);
   const bad = failing(findings, failOn).length;
   const verdict = failOn === 'none' ? '--fail-on none' : `${bad} at or above --fail-on ${failOn}`;
-  return `${findings.length} finding${findings.length === 1 ? '' : 's'} (${parts.join(', ')}); ${verdict}`;
+  return `${findings.length} finding${findings.length === 1 ? '' : 's'} (${parts.join(', ')}); ${verdict}${also}`;
+}
+
+/** An acceptance entry as the text output names it. */
+function entryText(e: Acceptance): string {
+  return `${e.rule} on ${e.route}${e.path !== undefined ? ` at ${e.path}` : ''}${e.line !== null ? ` (line ${e.line})` : ''}`;
 }
 
 /** `route chat`, `gateway`, `consumer alice`, `global rule limits`... */
@@ -72,8 +79,29 @@ export function formatText(report: AuditReport, failOn: FailOn): string {
       lines.push(`           fix: ${f.fix}`);
     }
   }
-  lines.push('', summaryLine(report.findings, failOn));
+  const acc = report.acceptances;
+  if (acc) {
+    if (acc.accepted.length > 0) {
+      lines.push('', `accepted in ${acc.file} (not counted for --fail-on)`);
+      for (const f of acc.accepted) {
+        const where = f.line === null ? f.path : `${f.path} (line ${f.line})`;
+        lines.push(`  ${f.severity.toUpperCase().padEnd(8)} ${f.rule}  ${groupTitle(f.route)}  ${where}`);
+        lines.push(`           reason: ${f.reason}${f.expires !== undefined ? ` (until ${f.expires})` : ''}`);
+      }
+    }
+    for (const e of acc.unused) lines.push('', `warning: ${acc.file}: accepts ${entryText(e)}, which is not found: remove the entry`);
+    for (const e of acc.expired) lines.push('', `warning: ${acc.file}: acceptance of ${entryText(e)} expired on ${e.expires}: review it`);
+  }
+  lines.push('', summaryLine(report.findings, failOn, acc?.accepted.length ?? 0));
   return `${lines.join('\n')}\n`;
+}
+
+function findingJson(f: Finding): Record<string, unknown> {
+  return { rule: f.rule, severity: f.severity, route: f.route, path: f.path, line: f.line, message: f.message, fix: f.fix };
+}
+
+function entryJson(e: Acceptance): Record<string, unknown> {
+  return { rule: e.rule, route: e.route, ...(e.path !== undefined ? { path: e.path } : {}), reason: e.reason, ...(e.expires !== undefined ? { expires: e.expires } : {}), line: e.line };
 }
 
 export function formatJson(report: AuditReport, failOn: FailOn, version: string): string {
@@ -83,16 +111,18 @@ export function formatJson(report: AuditReport, failOn: FailOn, version: string)
     file: report.file,
     fail_on: failOn,
     failed: failing(report.findings, failOn).length > 0,
-    summary: { ...counts(report.findings), total: report.findings.length },
-    findings: report.findings.map((f) => ({
-      rule: f.rule,
-      severity: f.severity,
-      route: f.route,
-      path: f.path,
-      line: f.line,
-      message: f.message,
-      fix: f.fix,
-    })),
+    summary: { ...counts(report.findings), total: report.findings.length, ...(report.acceptances ? { accepted: report.acceptances.accepted.length } : {}) },
+    findings: report.findings.map(findingJson),
+    ...(report.acceptances
+      ? {
+          acceptances: {
+            file: report.acceptances.file,
+            accepted: report.acceptances.accepted.map((f) => ({ ...findingJson(f), reason: f.reason, ...(f.expires !== undefined ? { expires: f.expires } : {}) })),
+            unused: report.acceptances.unused.map(entryJson),
+            expired: report.acceptances.expired.map(entryJson),
+          },
+        }
+      : {}),
   };
   return `${JSON.stringify(out, null, 2)}\n`;
 }
@@ -119,6 +149,26 @@ function artifactLocation(file: string): { uri: string; uriBaseId?: string } {
   if (isAbsolute(file)) return { uri: pathToFileURL(file).href };
   const posix = file.split(sep).join('/').replace(/^\.\//, '');
   return { uri: posix.split('/').map(encodeURIComponent).join('/'), uriBaseId: '%SRCROOT%' };
+}
+
+function sarifResult(f: Finding, ruleIndex: ReadonlyMap<string, number>, location: { uri: string; uriBaseId?: string }): Record<string, unknown> {
+  return {
+    ruleId: f.rule,
+    ruleIndex: ruleIndex.get(f.rule) ?? -1,
+    level: SARIF_LEVEL[f.severity],
+    message: { text: `${f.message}. Fix: ${f.fix}.` },
+    locations: [
+      {
+        physicalLocation: {
+          artifactLocation: { ...location, index: 0 },
+          ...(f.line !== null ? { region: { startLine: f.line } } : {}),
+        },
+        logicalLocations: [{ name: f.path, kind: 'member' }],
+      },
+    ],
+    partialFingerprints: { 'portcullisFinding/v1': `${f.rule}|${f.route}|${f.path}` },
+    properties: { severity: f.severity, route: f.route, path: f.path, fix: f.fix },
+  };
 }
 
 export function formatSarif(report: AuditReport, version: string): string {
@@ -150,23 +200,14 @@ export function formatSarif(report: AuditReport, version: string): string {
           },
         },
         artifacts: [{ location }],
-        results: report.findings.map((f) => ({
-          ruleId: f.rule,
-          ruleIndex: ruleIndex.get(f.rule) ?? -1,
-          level: SARIF_LEVEL[f.severity],
-          message: { text: `${f.message}. Fix: ${f.fix}.` },
-          locations: [
-            {
-              physicalLocation: {
-                artifactLocation: { ...location, index: 0 },
-                ...(f.line !== null ? { region: { startLine: f.line } } : {}),
-              },
-              logicalLocations: [{ name: f.path, kind: 'member' }],
-            },
-          ],
-          partialFingerprints: { 'portcullisFinding/v1': `${f.rule}|${f.route}|${f.path}` },
-          properties: { severity: f.severity, route: f.route, path: f.path, fix: f.fix },
-        })),
+        results: [
+          ...report.findings.map((f) => sarifResult(f, ruleIndex, location)),
+          // Accepted findings stay in the log, suppressed with the reason (a SARIF suppression object, 2.1.0 §3.35).
+          ...(report.acceptances?.accepted ?? []).map((f) => ({
+            ...sarifResult(f, ruleIndex, location),
+            suppressions: [{ kind: 'external', status: 'accepted', justification: f.reason }],
+          })),
+        ],
       },
     ],
   };

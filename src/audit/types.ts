@@ -1,3 +1,5 @@
+import type { AcceptanceResult } from './accept.js';
+
 /**
  * What `portcullis audit` reports: findings, their severities, and the rules that
  * produce them (docs/audit.md lists every rule with its fix).
@@ -51,6 +53,8 @@ export interface RuleInfo {
 export interface AuditReport {
   /** The config file as given on the command line. */
   file: string;
-  /** Sorted: most severe first, then by line, rule and path. */
+  /** Sorted: most severe first, then by line, rule and path. Without those an --accept file accepted. */
   findings: Finding[];
+  /** With --accept: the accepted findings (same order) and the entries that matched nothing or expired. */
+  acceptances?: AcceptanceResult;
 }
