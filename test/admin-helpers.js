@@ -39,15 +39,16 @@ export function adminCall(port, method, path, { key, body, headers = {} } = {}) 
 /**
  * The config the multi-process admin and metrics tests share: route `chat` on /chat
  * (WebSocket, key-auth) in front of `upstreamPort`, consumers alice and bob with the
- * given keys, optional admin (with `adminKey`), metrics listener, `gateway.redis` and workers.
+ * given keys, optional admin (with `adminKey`), metrics listener, `gateway.redis` (with
+ * `revokeSecret`) and workers.
  */
-export function chatConfig({ port, upstreamPort, alice, bob, workers = 1, admin, adminKey, metrics, redisUrl }) {
+export function chatConfig({ port, upstreamPort, alice, bob, workers = 1, admin, adminKey, metrics, redisUrl, revokeSecret }) {
   return `gateway:
   listen: [{ host: 127.0.0.1, port: ${port} }]
   workers: ${workers}
   max_pending_handshakes_per_ip: 0
   log: { level: info }
-${redisUrl ? `  redis: { url: "${redisUrl}", timeout: 1 }\n` : ''}upstreams:
+${redisUrl ? `  redis: { url: "${redisUrl}", timeout: 1${revokeSecret ? `, revoke_secret: "${revokeSecret}"` : ''} }\n` : ''}upstreams:
   - id: up
     nodes: { "127.0.0.1:${upstreamPort}": 1 }
 routes:

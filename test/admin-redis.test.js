@@ -6,6 +6,7 @@
 // closes local connections and says the broadcast failed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import { closed, collect, eventually, openWs, startGateway, wsUpstream } from './helpers.js';
 import { freePort, startRedis, startSentinel } from './redis-helpers.js';
@@ -20,10 +21,11 @@ let up;
 const instances = [];
 
 /** A gateway process (`node dist/cli.js start`) with its proxy and admin ports. */
-async function startInstance({ workers = 1 } = {}) {
+async function startInstance({ workers = 1, revokeSecret, db } = {}) {
   const port = await freePort();
   const admin = await freePort();
-  const yaml = chatConfig({ port, upstreamPort: up.port, alice: ALICE, bob: BOB, workers, admin, adminKey: ADMIN_KEY, redisUrl: redis.url });
+  const redisUrl = db === undefined ? redis.url : `${redis.url}/${db}`;
+  const yaml = chatConfig({ port, upstreamPort: up.port, alice: ALICE, bob: BOB, workers, admin, adminKey: ADMIN_KEY, redisUrl, revokeSecret });
   const inst = Object.assign(await startCli(yaml, { workers }), { port, admin });
   instances.push(inst);
   inst.call = (method, path) => adminCall(admin, method, path, { key: ADMIN_KEY });
@@ -113,7 +115,8 @@ test('DELETE on one instance closes the consumer\'s connections on another insta
 });
 
 test('a block set on one instance refuses the consumer on the other; lifting it there lifts it here; malformed block messages are ignored', async () => {
-  const [a, b] = await Promise.all([startInstance(), startInstance()]);
+  // A database of their own: their channel (portcullis:revoke:2) reaches no other test's instances.
+  const [a, b] = await Promise.all([startInstance({ db: 2 }), startInstance({ db: 2 })]);
   assert.ok(await subscribed(a), 'instance A subscribed');
   assert.ok(await subscribed(b), 'instance B subscribed');
   const aliceOnB = await connect(b, ALICE);
@@ -135,7 +138,7 @@ test('a block set on one instance refuses the consumer on the other; lifting it 
     { v: 1, origin: 'x', filter: { consumer: 'bob' }, block_s: 0 },
     { v: 1, origin: 'x', filter: { consumer: 'bob' }, unblock: 'alice' },
   ]) {
-    await pub.publish('portcullis:revoke:0', JSON.stringify(m));
+    await pub.publish('portcullis:revoke:2', JSON.stringify(m));
   }
   assert.ok(await eventually(() => (b.stdout.match(/ignored a malformed message/g) ?? []).length >= 1), b.stdout);
   assert.deepEqual((await b.call('GET', '/admin/blocks')).json.blocks.map((x) => x.consumer), ['alice'], 'bob was not blocked');
@@ -145,6 +148,41 @@ test('a block set on one instance refuses the consumer on the other; lifting it 
   assert.deepEqual(lift.json, { lifted: true, broadcast: true });
   assert.ok(await eventually(async () => (await a.call('GET', '/admin/blocks')).json.blocks.length === 0), 'A lifted it too');
   await connect(a, ALICE);
+});
+
+test('gateway.redis.revoke_secret: signed messages work across instances; unsigned, wrongly signed and stale ones are ignored', async () => {
+  const SECRET = 'revoke-secret-0123456789abcdef-0123456789';
+  const [a, b] = await Promise.all([startInstance({ revokeSecret: SECRET, db: 3 }), startInstance({ revokeSecret: SECRET, db: 3 })]);
+  assert.ok(await subscribed(a), 'instance A subscribed');
+  assert.ok(await subscribed(b), 'instance B subscribed');
+  // What an attacker with PUBLISH rights (and no secret) can send: ignored, bob keeps his connection.
+  const bobOnB = await connect(b, BOB);
+  const sign = (body, secret) => createHmac('sha256', secret).update(JSON.stringify(body)).digest('base64url');
+  const pub = redis.client();
+  const now = Date.now();
+  const forged = [
+    { v: 1, origin: 'x', filter: { consumer: 'bob' } },
+    { v: 1, origin: 'x', filter: { consumer: 'bob' }, ts: now, sig: sign({ v: 1, origin: 'x', filter: { consumer: 'bob' }, ts: now }, 'another-secret-0123456789abcdef-0123') },
+    { v: 1, origin: 'x', filter: { consumer: 'bob' }, block_s: 600, ts: now - 120_000, sig: sign({ v: 1, origin: 'x', filter: { consumer: 'bob' }, block_s: 600, ts: now - 120_000 }, SECRET) },
+  ];
+  for (const m of forged) await pub.publish('portcullis:revoke:3', JSON.stringify(m));
+  assert.ok(await eventually(() => /ignored a message not signed with revoke_secret/.test(b.stdout)), b.stdout);
+  await echoes(bobOnB, 'bob survives forged messages');
+  // A message signed with the secret and fresh is obeyed (Redis keeps the order: the forged ones came first).
+  const cut = closed(bobOnB);
+  const good = { v: 1, origin: 'x', filter: { consumer: 'bob' }, ts: Date.now() };
+  await pub.publish('portcullis:revoke:3', JSON.stringify({ ...good, sig: sign(good, SECRET) }));
+  assert.deepEqual(await cut, { code: 1008, reason: 'revoked' });
+  assert.deepEqual((await b.call('GET', '/admin/blocks')).json.blocks, [], 'the stale block was not applied');
+  assert.ok(!b.stdout.includes(SECRET) && !a.stdout.includes(SECRET), 'the secret is never logged');
+  // The instances' own messages are signed: a DELETE on A reaches B.
+  const aliceOnB = await connect(b, ALICE);
+  const aliceCut = closed(aliceOnB);
+  const d = await a.call('DELETE', '/admin/connections?consumer=alice');
+  assert.equal(d.json.broadcast, true);
+  assert.deepEqual(await aliceCut, { code: 1008, reason: 'revoked' });
+  const cfg = await a.call('GET', '/admin/config');
+  assert.ok(!cfg.body.includes(SECRET), 'GET /admin/config does not show it');
 });
 
 test('the subscriber comes back after Redis restarts; a broadcast then still reaches the other instance', async () => {

@@ -152,6 +152,7 @@ test('insecure example: every rule fires, each with its rule, route, YAML path a
     ['insecure-auth-endpoint', 'issuer-feed', 'routes[4].plugins.jwt-auth.jwks_uri', 'medium'],
     ['jwt-exp-leeway', 'issuer-feed', 'routes[4].plugins.jwt-auth.clock_skew', 'medium'],
     ['listener-without-tls', 'gateway', 'gateway.listen[0]', 'low'],
+    ['revoke-channel-unsigned', 'gateway', 'gateway.redis', 'low'],
     ['secret-in-file', 'admin', 'admin.key', 'low'],
     ['listener-without-tls', 'metrics', 'metrics.listen', 'low'],
     ['secret-in-file', 'consumer:alice', 'consumers[0].plugins.key-auth.key', 'low'],
@@ -199,7 +200,7 @@ test('text output: grouped by route, most severe first, a fix per finding, a sum
   }
   assert.match(out, /\nroute open-chat\n {2}HIGH {5}no-authentication +routes\[0\] \(line \d+\)\n {11}WebSocket route "open-chat" has no authentication plugin/);
   assert.match(out, /\n {11}fix: add key-auth, jwt-auth, basic-auth, openid-connect or forward-auth/);
-  assert.match(out, /\n30 findings \(1 critical, 6 high, 12 medium, 10 low, 1 info\); 7 at or above --fail-on high\n$/);
+  assert.match(out, /\n31 findings \(1 critical, 6 high, 12 medium, 11 low, 1 info\); 7 at or above --fail-on high\n$/);
 });
 
 test('json output: a stable object with every field of every finding', async () => {
@@ -210,7 +211,7 @@ test('json output: a stable object with every field of every finding', async () 
   assert.equal(out.file, INSECURE);
   assert.equal(out.fail_on, 'high');
   assert.equal(out.failed, true);
-  assert.deepEqual(out.summary, { critical: 1, high: 6, medium: 12, low: 10, info: 1, total: 30 });
+  assert.deepEqual(out.summary, { critical: 1, high: 6, medium: 12, low: 11, info: 1, total: 31 });
   for (const f of out.findings) {
     assert.deepEqual(Object.keys(f), ['rule', 'severity', 'route', 'path', 'line', 'message', 'fix']);
     for (const k of ['rule', 'severity', 'route', 'path', 'message', 'fix']) assert.equal(typeof f[k], 'string');

@@ -13,7 +13,10 @@
  *   {"v":1,"origin":"<instance id>","unblock":"alice"}
  *
  * (a revocation; a revocation that also blocks the consumer for block_s seconds;
- * the lifting of a block).
+ * the lifting of a block). With `gateway.redis.revoke_secret` every message also
+ * carries `ts` (ms since the epoch) and `sig`, the HMAC-SHA256 (base64url) of the
+ * message as sent without `sig`; a message that is unsigned, badly signed or more
+ * than 60 s away from this instance's clock is ignored.
  *
  * A message from this instance (same origin) is ignored: the instance has closed
  * its connections already (with `gateway.workers`, every worker of the instance
@@ -23,7 +26,7 @@
  * Redis pub/sub channels are not per database, so the database number is part of
  * the channel name: instances on different databases of one server stay apart.
  */
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import cluster from 'node:cluster';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { GatewayRedisSettings } from '../core/plugin.js';
@@ -83,8 +86,35 @@ export function parseFilter(raw: unknown): RevokeFilter | undefined {
 
 type Wire = { v: 1; origin: string; filter: RevokeFilter; block_s?: number } | { v: 1; origin: string; unblock: string };
 
-/** A received message, or why it was refused. */
-export function parseMessage(buf: string): Wire | string {
+/** How far a signed message's `ts` may be from this instance's clock (delivery and clock skew). */
+const MAX_AGE_MS = 60_000;
+
+function hmac(body: string, secret: string): string {
+  return createHmac('sha256', secret).update(body).digest('base64url');
+}
+
+/** `msg` as sent: signed (ts, sig) when there is a secret. */
+export function encodeMessage(msg: Wire, secret: string | undefined, now = Date.now()): string {
+  if (secret === undefined) return JSON.stringify(msg);
+  const body = { ...msg, ts: now };
+  return JSON.stringify({ ...body, sig: hmac(JSON.stringify(body), secret) });
+}
+
+/** Why a parsed message fails the signature check, or undefined when it passes. */
+function signatureProblem(o: Record<string, unknown>, secret: string, now: number): string | undefined {
+  const sig = o.sig;
+  if (typeof sig !== 'string') return 'not signed';
+  if (typeof o.ts !== 'number' || !Number.isFinite(o.ts)) return 'no timestamp';
+  if (Math.abs(now - o.ts) > MAX_AGE_MS) return 'too old (or from a clock more than 60 s off)';
+  const { sig: _sig, ...rest } = o;
+  const want = Buffer.from(hmac(JSON.stringify(rest), secret));
+  const got = Buffer.from(sig);
+  if (got.length !== want.length || !timingSafeEqual(got, want)) return 'bad signature';
+  return undefined;
+}
+
+/** A received message, or why it was refused. With `secret`, only a message it signed recently. */
+export function parseMessage(buf: string, secret?: string, now = Date.now()): Wire | string {
   if (buf.length > MAX_MESSAGE) return 'too long';
   let m: unknown;
   try {
@@ -96,6 +126,10 @@ export function parseMessage(buf: string): Wire | string {
   const o = m as Record<string, unknown>;
   if (o.v !== 1) return 'unknown version';
   if (typeof o.origin !== 'string' || o.origin.length === 0 || o.origin.length > 128) return 'bad origin';
+  if (secret !== undefined) {
+    const problem = signatureProblem(o, secret, now);
+    if (problem) return `signature: ${problem}`;
+  }
   if (o.unblock !== undefined) {
     if (typeof o.unblock !== 'string' || o.unblock.length === 0 || o.unblock.length > MAX_FILTER_VALUE) return 'bad unblock';
     if (o.filter !== undefined || o.block_s !== undefined) return 'unblock with a filter';
@@ -193,10 +227,11 @@ export class RevokeBroadcast {
 
   async #send(msg: Wire): Promise<boolean> {
     if (this.#closed) return false;
+    const text = encodeMessage(msg, this.#redis.revoke_secret);
     this.#pub ??= this.#newPublisher();
     try {
       if (this.#pub.status === 'wait') await this.#pub.connect();
-      await this.#pub.publish(this.channel, JSON.stringify(msg));
+      await this.#pub.publish(this.channel, text);
       return true;
     } catch (err) {
       this.#log.warn({ channel: this.channel, redis: this.address, err: safeMessage(err) }, 'revoke channel: could not publish; other instances were not told');
@@ -253,12 +288,13 @@ export class RevokeBroadcast {
 
   #onMessage(channel: string, message: string): void {
     if (channel !== this.channel || this.#closed) return;
-    const m = parseMessage(message);
+    const m = parseMessage(message, this.#redis.revoke_secret);
     if (typeof m === 'string') {
       const now = Date.now();
       if (now - this.#lastBadLog >= LOG_INTERVAL_MS) {
         this.#lastBadLog = now;
-        this.#log.warn({ channel: this.channel, why: m }, 'revoke channel: ignored a malformed message');
+        const what = m.startsWith('signature: ') ? 'a message not signed with revoke_secret' : 'a malformed message';
+        this.#log.warn({ channel: this.channel, why: m }, `revoke channel: ignored ${what}`);
       }
       return;
     }

@@ -103,6 +103,12 @@ export const RULES: readonly RuleInfo[] = [
     help: 'Remove max_pending_handshakes_per_ip (default 32) or set it to a small number.',
   },
   {
+    id: 'revoke-channel-unsigned',
+    severity: 'low',
+    title: 'gateway.redis is set without revoke_secret: revocations and blocks between instances are not signed.',
+    help: 'Set gateway.redis.revoke_secret (at least 32 characters, the same on every instance, from ${ENV_VAR}).',
+  },
+  {
     id: 'ws-timeout-disabled',
     severity: 'low',
     title: 'A WebSocket route has idle_timeout 0 (silent connections live forever) or, in frame mode, stall_timeout 0.',

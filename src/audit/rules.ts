@@ -117,6 +117,16 @@ export class Auditor {
         'remove the key (default 32) or set a small number',
       );
     }
+    if (g.redis && g.redis.revoke_secret === undefined) {
+      this.#add(
+        'revoke-channel-unsigned',
+        'low',
+        'gateway',
+        ['gateway', 'redis'],
+        'gateway.redis has no revoke_secret: the revoke channel carries admin revocations and blocks unsigned, so whoever can PUBLISH on that Redis can close any consumer\'s connections and block consumers for up to 7 days',
+        'set gateway.redis.revoke_secret (at least 32 characters, the same on every instance) from ${ENV_VAR}',
+      );
+    }
     const behindProxy = g.trusted_proxies.length > 0;
     for (const [k, l] of g.listen.entries()) {
       if (l.tls || isLoopbackHost(l.host)) continue;
@@ -138,7 +148,7 @@ export class Auditor {
         this.#secretInFile('gateway', ['gateway', 'redis', 'url'], 'the password in gateway.redis.url');
       }
     }
-    for (const key of ['password', 'sentinel_password']) {
+    for (const key of ['password', 'sentinel_password', 'revoke_secret']) {
       if (g.redis && typeof (g.redis as unknown as Obj)[key] === 'string') this.#secretInFile('gateway', ['gateway', 'redis', key], `gateway.redis.${key}`);
     }
   }

@@ -204,6 +204,11 @@ function validatorForFile(): ValidateFunction {
   return fileValidator;
 }
 
+/** `gateway.redis.revoke_secret`, when set. */
+function revokeSecret(raw: Obj): { revoke_secret?: string } {
+  return typeof raw.revoke_secret === 'string' ? { revoke_secret: raw.revoke_secret } : {};
+}
+
 function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
@@ -805,7 +810,7 @@ class Loader implements IssueContext {
       this.#add(p, 'a database number as the URL path (redis://host:6379/0)', `path "/${db.slice(0, 32)}"`);
       return undefined;
     }
-    return { url: raw.url, timeout: raw.timeout as number };
+    return { url: raw.url, timeout: raw.timeout as number, ...revokeSecret(raw) };
   }
 
   /** `gateway.redis` with `sentinels`: each "host:port", and a `master_name`. */
@@ -842,6 +847,7 @@ class Loader implements IssueContext {
       ...(password !== undefined ? { password } : {}),
       ...(sentinelUsername !== undefined ? { sentinel_username: sentinelUsername } : {}),
       ...(sentinelPassword !== undefined ? { sentinel_password: sentinelPassword } : {}),
+      ...revokeSecret(raw),
     };
   }
 

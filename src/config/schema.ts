@@ -244,6 +244,12 @@ const gatewaySchema: Schema = {
         sentinel_username: { type: 'string', minLength: 1, description: 'With `sentinels`: ACL user for the sentinels, when they require AUTH.' },
         sentinel_password: { type: 'string', minLength: 1, description: 'With `sentinels`: password for the sentinels, when they require AUTH.' },
         timeout: positiveSeconds('Connect and command timeout; a slower Redis counts as unavailable.', 1),
+        revoke_secret: {
+          type: 'string',
+          minLength: 32,
+          description:
+            'Shared by every instance: messages on the revoke channel (admin API revocations and blocks) are signed with it (HMAC-SHA256) and unsigned, badly signed or stale ones are ignored. At least 32 characters.',
+        },
       },
     },
   },

@@ -203,6 +203,8 @@ export interface GatewayRedisUrl {
   readonly sentinels?: undefined;
   /** Connect and command timeout, seconds. */
   readonly timeout: number;
+  /** Signs and checks revoke-channel messages (admin/revoke.ts). */
+  readonly revoke_secret?: string;
 }
 
 export interface GatewayRedisSentinel {
@@ -220,6 +222,8 @@ export interface GatewayRedisSentinel {
   readonly sentinel_password?: string;
   /** Connect and command timeout, seconds. */
   readonly timeout: number;
+  /** Signs and checks revoke-channel messages (admin/revoke.ts). */
+  readonly revoke_secret?: string;
 }
 
 /**
