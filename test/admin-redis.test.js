@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import net from 'node:net';
 import { once } from 'node:events';
 import { closed, collect, eventually, openWs, startGateway, wsUpstream } from './helpers.js';
 import { freePort, startRedis, startSentinel } from './redis-helpers.js';
@@ -21,10 +22,10 @@ let up;
 const instances = [];
 
 /** A gateway process (`node dist/cli.js start`) with its proxy and admin ports. */
-async function startInstance({ workers = 1, revokeSecret, db } = {}) {
+async function startInstance({ workers = 1, revokeSecret, db, url = redis.url } = {}) {
   const port = await freePort();
   const admin = await freePort();
-  const redisUrl = db === undefined ? redis.url : `${redis.url}/${db}`;
+  const redisUrl = db === undefined ? url : `${url}/${db}`;
   const yaml = chatConfig({ port, upstreamPort: up.port, alice: ALICE, bob: BOB, workers, admin, adminKey: ADMIN_KEY, redisUrl, revokeSecret });
   const inst = Object.assign(await startCli(yaml, { workers }), { port, admin });
   instances.push(inst);
@@ -183,6 +184,106 @@ test('gateway.redis.revoke_secret: signed messages work across instances; unsign
   assert.deepEqual(await aliceCut, { code: 1008, reason: 'revoked' });
   const cfg = await a.call('GET', '/admin/config');
   assert.ok(!cfg.body.includes(SECRET), 'GET /admin/config does not show it');
+});
+
+test('a block is kept in Redis until it ends: an instance started later refuses the consumer; a lifted block is gone for the next one', async () => {
+  const a = await startInstance({ db: 4 });
+  assert.ok(await subscribed(a));
+  const d = await a.call('DELETE', '/admin/connections?consumer=alice&block=600');
+  assert.equal(d.json.broadcast, true);
+  const db4 = redis.client();
+  await db4.select(4);
+  const ttl = await db4.pttl('portcullis:block:alice');
+  assert.ok(ttl > 590_000 && ttl <= 600_000, `the key expires with the block: ${ttl} ms`);
+
+  const later = await startInstance({ db: 4 });
+  assert.ok(await subscribed(later));
+  assert.ok(await eventually(async () => (await later.call('GET', '/admin/blocks')).json.blocks.some((x) => x.consumer === 'alice')), later.stdout);
+  const refused = await openWs(`ws://127.0.0.1:${later.port}/chat`, { headers: { apikey: ALICE } });
+  assert.equal(refused.status, 403, 'an instance started after the block refuses alice');
+  assert.ok(Number(refused.headers['retry-after']) > 590);
+
+  assert.deepEqual((await a.call('DELETE', '/admin/blocks?consumer=alice')).json, { lifted: true, broadcast: true });
+  assert.equal(await db4.exists('portcullis:block:alice'), 0, 'lifting deletes the key');
+  assert.ok(await eventually(async () => (await later.call('GET', '/admin/blocks')).json.blocks.length === 0));
+  // A value that is not a block (someone wrote it by hand) is ignored and counted.
+  await db4.set('portcullis:block:bob', 'not a block', 'PX', 60_000);
+  const next = await startInstance({ db: 4 });
+  assert.ok(await subscribed(next));
+  assert.ok(await eventually(() => /blocks in force read from Redis/.test(next.stdout)), next.stdout);
+  assert.match(next.stdout, /"ignored":1/);
+  await connect(next, ALICE);
+  await connect(next, BOB);
+});
+
+/**
+ * A TCP relay in front of the test's Redis, on a port of its own: cut() drops every
+ * connection and stops listening (this instance alone loses Redis), restore() listens
+ * again on the same port.
+ */
+async function redisRelay() {
+  const port = await freePort();
+  const sockets = new Set();
+  let server;
+  const listen = () => new Promise((resolve) => {
+    server = net.createServer((c) => {
+      const r = net.connect(redis.port, '127.0.0.1');
+      for (const s of [c, r]) {
+        sockets.add(s);
+        s.on('error', () => {});
+        s.on('close', () => sockets.delete(s));
+      }
+      c.pipe(r).pipe(c);
+    });
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  await listen();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    cut: () => new Promise((resolve) => {
+      server.close(resolve);
+      for (const s of sockets) s.destroy();
+    }),
+    restore: listen,
+  };
+}
+
+test('a block set while an instance was cut off from Redis reaches it when it is back: it closes the consumer\'s connections there and refuses new ones', { timeout: 30_000 }, async (t) => {
+  const relay = await redisRelay();
+  t.after(() => relay.cut());
+  const a = await startInstance({ db: 5 });
+  const b = await startInstance({ db: 5, url: relay.url });
+  assert.ok(await subscribed(a));
+  assert.ok(await subscribed(b));
+  const onB = await connect(b, ALICE);
+  const bobOnB = await connect(b, BOB);
+  await relay.cut();
+  assert.ok(await eventually(async () => (await b.call('GET', '/admin/status')).json.stores.some((x) => x.use === 'revoke' && !x.up)), 'B lost Redis');
+  const cut = closed(onB);
+  const d = await a.call('DELETE', '/admin/connections?consumer=alice&block=600');
+  assert.equal(d.json.closed, 0);
+  assert.equal(d.json.broadcast, true);
+  await relay.restore();
+  assert.deepEqual(await cut, { code: 1008, reason: 'revoked' }, 'the connection B held is closed once B reads the block');
+  assert.ok(/blocks in force read from Redis/.test(b.stdout), b.stdout);
+  const refused = await openWs(`ws://127.0.0.1:${b.port}/chat`, { headers: { apikey: ALICE } });
+  assert.equal(refused.status, 403);
+  await echoes(bobOnB, 'bob is untouched');
+  assert.deepEqual((await a.call('DELETE', '/admin/blocks?consumer=alice')).json, { lifted: true, broadcast: true });
+});
+
+test('a block kept in Redis is signed with revoke_secret and bound to its consumer', async () => {
+  const { encodeBlock, decodeBlock } = await import('../dist/admin/revoke.js');
+  const S = 'revoke-secret-0123456789abcdef-0123456789';
+  const until = Date.now() + 60_000;
+  assert.equal(decodeBlock('alice', encodeBlock('alice', until, S), S), until);
+  assert.equal(decodeBlock('bob', encodeBlock('alice', until, S), S), undefined, 'copied to another consumer');
+  assert.equal(decodeBlock('alice', encodeBlock('alice', until, undefined), S), undefined, 'unsigned');
+  assert.equal(decodeBlock('alice', encodeBlock('alice', until, 'another-secret-0123456789abcdef-0'), S), undefined);
+  const tampered = JSON.stringify({ ...JSON.parse(encodeBlock('alice', until, S)), until: until + 86_400_000 });
+  assert.equal(decodeBlock('alice', tampered, S), undefined, 'a longer block');
+  assert.equal(decodeBlock('alice', encodeBlock('alice', until, undefined), undefined), until);
+  for (const v of [null, 'x', '[]', '{"until":"soon"}', 'x'.repeat(600)]) assert.equal(decodeBlock('alice', v, undefined), undefined, String(v).slice(0, 20));
 });
 
 test('the subscriber comes back after Redis restarts; a broadcast then still reaches the other instance', async () => {

@@ -51,6 +51,13 @@ export class Admin {
             return revokeLocal(live, f);
           },
           onUnblock: (consumer) => void gw.unblock(consumer),
+          // A block found in Redis after a reconnect may be one whose revocation this
+          // instance missed while it was away: close the consumer's connections too.
+          onBlock: (consumer, until) => {
+            if (!gw.blockUntil(consumer, until)) return false;
+            revokeLocal(live, { consumer });
+            return true;
+          },
         })
       : undefined;
   }
@@ -100,12 +107,12 @@ export class Admin {
     return processStatus(gw);
   }
 
-  /** Where the admin API listens (undefined without one). */
   /** A reload's new `admin.key` (the loader kept a non-loopback listener from losing it). */
   setKey(key: string | undefined): void {
     this.#server?.setKey(key);
   }
 
+  /** Where the admin API listens (undefined without one). */
   address(): ListenerAddress | undefined {
     return this.#server?.address();
   }

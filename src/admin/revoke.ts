@@ -86,6 +86,35 @@ export function parseFilter(raw: unknown): RevokeFilter | undefined {
 
 type Wire = { v: 1; origin: string; filter: RevokeFilter; block_s?: number } | { v: 1; origin: string; unblock: string };
 
+/** Where a block is kept until it ends: `portcullis:block:<consumer>` in the database of gateway.redis. */
+const BLOCK_PREFIX = 'portcullis:block:';
+
+/** A block's value in Redis: its end, signed with the consumer's name when there is a secret. */
+export function encodeBlock(consumer: string, until: number, secret: string | undefined): string {
+  return JSON.stringify(secret === undefined ? { until } : { until, sig: hmac(`${consumer}\n${until}`, secret) });
+}
+
+/** The end of a block read from Redis, or undefined when the value is not one (or not signed with `secret`). */
+export function decodeBlock(consumer: string, value: string | null, secret: string | undefined): number | undefined {
+  if (value === null || value.length > 512) return undefined;
+  let o: unknown;
+  try {
+    o = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  if (typeof o !== 'object' || o === null) return undefined;
+  const { until, sig } = o as { until?: unknown; sig?: unknown };
+  if (typeof until !== 'number' || !Number.isFinite(until)) return undefined;
+  if (secret !== undefined) {
+    if (typeof sig !== 'string') return undefined;
+    const want = Buffer.from(hmac(`${consumer}\n${until}`, secret));
+    const got = Buffer.from(sig);
+    if (got.length !== want.length || !timingSafeEqual(got, want)) return undefined;
+  }
+  return until;
+}
+
 /** How far a signed message's `ts` may be from this instance's clock (delivery and clock skew). */
 const MAX_AGE_MS = 60_000;
 
@@ -150,6 +179,8 @@ export interface RevokeBroadcastOptions {
   onRevoke(filter: RevokeFilter, blockS: number | undefined): number;
   /** Lift a consumer's block in this instance. */
   onUnblock(consumer: string): void;
+  /** A block in force found in Redis (at start, and after a reconnect); false when the list is full. */
+  onBlock(consumer: string, until: number): boolean;
 }
 
 export class RevokeBroadcast {
@@ -162,6 +193,7 @@ export class RevokeBroadcast {
   readonly #log: Logger;
   readonly #onRevoke: (f: RevokeFilter, blockS: number | undefined) => number;
   readonly #onUnblock: (consumer: string) => void;
+  readonly #onBlock: (consumer: string, until: number) => boolean;
   readonly #sub: Redis;
   #pub: Redis | undefined;
   #subscribed = false;
@@ -175,6 +207,7 @@ export class RevokeBroadcast {
     this.#log = opts.log;
     this.#onRevoke = opts.onRevoke;
     this.#onUnblock = opts.onUnblock;
+    this.#onBlock = opts.onBlock;
     this.channel = channelFor(opts.redis);
     this.address = describeRedis(opts.redis);
     // The subscriber waits for Redis as long as it takes: its one command (SUBSCRIBE)
@@ -188,7 +221,10 @@ export class RevokeBroadcast {
     });
     this.#sub.on('error', (err: Error) => this.#connectionError(err));
     this.#sub.on('ready', () => {
-      if (this.#subscribed) this.#log.info({ channel: this.channel, redis: this.address }, 'revoke channel: subscribed again');
+      if (!this.#subscribed) return;
+      this.#log.info({ channel: this.channel, redis: this.address }, 'revoke channel: subscribed again');
+      // Blocks set while this instance was away from Redis are in Redis.
+      void this.#loadBlocks();
     });
     this.#sub.on('message', (channel: string, message: string) => this.#onMessage(channel, message));
   }
@@ -199,6 +235,7 @@ export class RevokeBroadcast {
       () => {
         this.#subscribed = true;
         this.#log.info({ channel: this.channel, redis: this.address }, 'revoke channel: subscribed');
+        void this.#loadBlocks();
       },
       (err: unknown) => {
         if (!this.#closed) this.#connectionError(err as Error);
@@ -228,15 +265,59 @@ export class RevokeBroadcast {
   async #send(msg: Wire): Promise<boolean> {
     if (this.#closed) return false;
     const text = encodeMessage(msg, this.#redis.revoke_secret);
-    this.#pub ??= this.#newPublisher();
     try {
-      if (this.#pub.status === 'wait') await this.#pub.connect();
-      await this.#pub.publish(this.channel, text);
+      const pub = await this.#publisher();
+      // A block is also kept in Redis until it ends, for instances that start later.
+      const tx = pub.multi();
+      if ('unblock' in msg) {
+        tx.del(BLOCK_PREFIX + msg.unblock);
+      } else if (msg.block_s !== undefined && 'consumer' in msg.filter) {
+        const until = Date.now() + msg.block_s * 1000;
+        tx.set(BLOCK_PREFIX + msg.filter.consumer, encodeBlock(msg.filter.consumer, until, this.#redis.revoke_secret), 'PX', msg.block_s * 1000);
+      }
+      tx.publish(this.channel, text);
+      const results = await tx.exec();
+      const failed = results?.find(([e]) => e !== null);
+      if (!results || failed) throw failed?.[0] ?? new Error('transaction discarded');
       return true;
     } catch (err) {
       this.#log.warn({ channel: this.channel, redis: this.address, err: safeMessage(err) }, 'revoke channel: could not publish; other instances were not told');
       return false;
     }
+  }
+
+  async #publisher(): Promise<Redis> {
+    this.#pub ??= this.#newPublisher();
+    if (this.#pub.status === 'wait') await this.#pub.connect();
+    return this.#pub;
+  }
+
+  /** Apply the blocks kept in Redis (SCAN of portcullis:block:*); never rejects. */
+  async #loadBlocks(): Promise<void> {
+    if (this.#closed) return;
+    let loaded = 0;
+    let ignored = 0;
+    try {
+      const pub = await this.#publisher();
+      let cursor = '0';
+      do {
+        const [next, keys] = await pub.scan(cursor, 'MATCH', `${BLOCK_PREFIX}*`, 'COUNT', 500);
+        cursor = next;
+        if (keys.length === 0) continue;
+        const values = await pub.mget(...keys);
+        const now = Date.now();
+        keys.forEach((key, i) => {
+          const consumer = key.slice(BLOCK_PREFIX.length);
+          const until = decodeBlock(consumer, values[i] ?? null, this.#redis.revoke_secret);
+          if (until === undefined) ignored++;
+          else if (until > now && this.#onBlock(consumer, until)) loaded++;
+        });
+      } while (cursor !== '0' && !this.#closed);
+    } catch (err) {
+      if (!this.#closed) this.#log.warn({ redis: this.address, err: safeMessage(err) }, 'revoke channel: could not read the blocks kept in Redis');
+      return;
+    }
+    if (loaded > 0 || ignored > 0) this.#log.info({ loaded, ...(ignored > 0 ? { ignored } : {}) }, 'revoke channel: blocks in force read from Redis');
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,9 @@
  * their live connections are closed by the revocation, and while the block lasts
  * every new request or handshake they authenticate is refused (403 REVOKED with
  * Retry-After). A block lives in the gateway, not in the config: it survives a
- * reload and ends by itself, by `DELETE /admin/blocks`, or with the process.
+ * reload and ends by itself, by `DELETE /admin/blocks`, or with the process. With
+ * `gateway.redis` it is also kept in Redis until it ends, so that an instance that
+ * starts later learns it (admin/revoke.ts).
  */
 
 /** Longest block the admin API accepts, in seconds (7 days). */
@@ -31,9 +33,14 @@ export class ConsumerBlocks {
    * shorter or longer). Returns false when MAX_BLOCKS others are blocked already.
    */
   block(consumer: string, seconds: number, now = Date.now()): boolean {
+    return this.blockUntil(consumer, now + seconds * 1000, now);
+  }
+
+  /** Block `consumer` until `until` (ms since the epoch), as block() does. */
+  blockUntil(consumer: string, until: number, now = Date.now()): boolean {
     this.#sweep(now);
     if (!this.#until.has(consumer) && this.#until.size >= MAX_BLOCKS) return false;
-    this.#until.set(consumer, now + seconds * 1000);
+    this.#until.set(consumer, until);
     return true;
   }
 

@@ -314,6 +314,11 @@ export class Gateway {
     return this.#blocks.block(consumer, seconds);
   }
 
+  /** Block `consumer` until `until` (ms since the epoch): a block learnt from Redis at start. */
+  blockUntil(consumer: string, until: number): boolean {
+    return this.#blocks.blockUntil(consumer, until);
+  }
+
   /** Lift a block in this process; true when there was one. */
   unblock(consumer: string): boolean {
     return this.#blocks.unblock(consumer);
