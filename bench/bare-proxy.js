@@ -1,13 +1,19 @@
-// The `node-bare` target: the least a Node process can do as a reverse proxy
-// for the bench's three routes, with no checks at all, so that what Node itself
-// costs is a figure of every run (docs/BENCHMARKS.md, "Where the time goes").
+// The `node-bare` and `node-net` targets: the least a Node process can do as a
+// reverse proxy for the bench's three routes, with no checks at all, so that
+// what Node itself costs is a figure of every run (docs/BENCHMARKS.md, "Where
+// the time goes").
 //
-//   node bench/bare-proxy.js --port=N --ws=N --sse=N --http=N
+//   node bench/bare-proxy.js --port=N --ws=N --sse=N --http=N [--front=net]
 //
 // --port is where it listens (127.0.0.1); --ws, --sse and --http are the
 // upstream's ports (`up` in bench/lib/configs.js). Routes as the nginx target:
 //   /ws...   WebSocket: http.Server 'upgrade' → net.connect → the request head
-//            in one write → pipe both ways
+//            in one write → pipe both ways. With --front=net (`node-net`) the
+//            listener is a net.Server and no HTTP parser ever sees an upgrade:
+//            the first request head is found by its blank line (at most 16 KiB),
+//            a /ws request is written upstream as it came and piped; any other
+//            connection is handed to the http.Server below. What is left is
+//            the cost of two sockets and a pipe.
 //   /sse...  http.request upstream; the response head through ServerResponse,
 //            then every upstream chunk straight to the client's socket
 //   else     plain HTTP: http.request, bodies piped both ways
@@ -17,8 +23,12 @@ import http from 'node:http';
 import net from 'node:net';
 
 function parseArgs(argv) {
-  const opts = {};
+  const opts = { front: 'http' };
   for (const arg of argv) {
+    if (arg === '--front=net' || arg === '--front=http') {
+      opts.front = arg.slice(8);
+      continue;
+    }
     const m = /^--(port|ws|sse|http)=(\d+)$/.exec(arg);
     if (!m) throw new Error(`unknown or malformed argument: ${arg}`);
     opts[m[1]] = Number(m[2]);
@@ -43,16 +53,21 @@ function upstreamPort(url) {
 // ---- upgrade: a byte pipe once the head is written -----------------------------
 
 function onUpgrade(req, socket, head) {
-  const up = net.connect({ host: HOST, port: upstreamPort(req.url) });
-  socket.setNoDelay(true);
-  up.setNoDelay(true);
   const raw = req.rawHeaders;
   let text = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
   for (let i = 0; i < raw.length; i += 2) text += `${raw[i]}: ${raw[i + 1]}\r\n`;
   text += '\r\n';
   const bytes = Buffer.from(text, 'latin1');
+  pipeUpstream(socket, upstreamPort(req.url), head.length > 0 ? Buffer.concat([bytes, head]) : bytes);
+}
+
+/** Connect to `port`, write `first`, then pipe both ways; either side's end ends both. */
+function pipeUpstream(socket, port, first) {
+  const up = net.connect({ host: HOST, port });
+  socket.setNoDelay(true);
+  up.setNoDelay(true);
   up.once('connect', () => {
-    up.write(head.length > 0 ? Buffer.concat([bytes, head]) : bytes);
+    up.write(first);
     socket.pipe(up);
     up.pipe(socket);
   });
@@ -124,12 +139,38 @@ function streamEvents(res, upRes) {
 
 // ---- start -------------------------------------------------------------------------
 
+// --front=net: the first request head, read by hand; /ws piped as it came, the rest to `server`.
+const MAX_HEAD = 16 * 1024;
+
+function onNetConnection(socket) {
+  let buf = null;
+  const onData = (chunk) => {
+    buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
+    if (buf.indexOf('\r\n\r\n') < 0) {
+      if (buf.length > MAX_HEAD) socket.destroy();
+      return;
+    }
+    socket.off('data', onData);
+    socket.off('error', onError);
+    const space = buf.indexOf(' ');
+    if (buf.subarray(space + 1, space + 4).toString('latin1') === '/ws') return pipeUpstream(socket, opts.ws, buf);
+    socket.pause();
+    socket.unshift(buf);
+    server.emit('connection', socket);
+    socket.resume();
+  };
+  const onError = () => socket.destroy();
+  socket.on('data', onData);
+  socket.on('error', onError);
+}
+
 const server = http.createServer({ noDelay: true }, onRequest);
 server.on('upgrade', onUpgrade);
 server.on('clientError', (err, socket) => socket.destroy());
 server.keepAliveTimeout = 60_000;
-server.listen({ host: HOST, port: opts.port, backlog: 4096 }, () => {
-  console.log(`bare-proxy: 127.0.0.1:${opts.port} → ws :${opts.ws}, sse :${opts.sse}, http :${opts.http}`);
+const listener = opts.front === 'net' ? net.createServer({ noDelay: true }, onNetConnection) : server;
+listener.listen({ host: HOST, port: opts.port, backlog: 4096 }, () => {
+  console.log(`bare-proxy (${opts.front} front): 127.0.0.1:${opts.port} → ws :${opts.ws}, sse :${opts.sse}, http :${opts.http}`);
 });
 
 process.on('SIGTERM', () => process.exit(0));

@@ -9,6 +9,7 @@
 //   pending    when set, the target is reported as skipped with this reason
 //              unless it is named explicitly in --targets=; delete the line
 //              once the feature it needs has landed
+//   args       node only: extra arguments to bench/bare-proxy.js
 //   config     portcullis only: ({port, up}, auth?) -> YAML text
 //   auth       portcullis only: clients send `Authorization: Bearer <ES256 JWT>`
 //   tokens     with auth, handshake-rate only: 'reused' (each client loop keeps
@@ -45,6 +46,15 @@ export const TARGETS = [
     name: 'node-bare',
     kind: 'node',
     about: 'bare Node proxy (no checks, bench/bare-proxy.js): http.Server upgrade → net.connect → pipe; SSE via http.request to the raw client socket; the Node floor',
+  },
+  {
+    // The same, with no HTTP parser on the upgrade path: what two sockets and a
+    // pipe cost in Node, the floor under any handshake a Node gateway makes.
+    name: 'node-net',
+    kind: 'node',
+    args: ['--front=net'],
+    workloads: ['handshake-rate'],
+    about: 'bare Node proxy behind a net.Server (bench/bare-proxy.js --front=net): the request head found by its blank line, no HTTP parser, piped as it came; the floor of two sockets and a pipe',
   },
   {
     name: 'portcullis-tunnel',
@@ -206,7 +216,7 @@ export class Target {
       this.proc = spawnManaged(this.name, bin, ['-db', '-f', conf], { cpus: proxyCpus });
     } else if (kind === 'node') {
       const script = path.join(repoRoot, 'bench', 'bare-proxy.js');
-      const args = [script, `--port=${this.port}`, `--ws=${up.ws}`, `--sse=${up.sse}`, `--http=${up.http}`];
+      const args = [script, `--port=${this.port}`, `--ws=${up.ws}`, `--sse=${up.sse}`, `--http=${up.http}`, ...(this.def.args ?? [])];
       this.proc = spawnManaged(this.name, process.execPath, args, { cpus: proxyCpus, cwd: repoRoot });
     } else if (kind === 'portcullis') {
       const cli = path.join(repoRoot, 'dist', 'cli.js');
