@@ -265,7 +265,7 @@ test('a block set while an instance was cut off from Redis reaches it when it is
   assert.equal(d.json.broadcast, true);
   await relay.restore();
   assert.deepEqual(await cut, { code: 1008, reason: 'revoked' }, 'the connection B held is closed once B reads the block');
-  assert.ok(/blocks in force read from Redis/.test(b.stdout), b.stdout);
+  assert.ok(await eventually(() => /blocks in force read from Redis/.test(b.stdout)), b.stdout);
   const refused = await openWs(`ws://127.0.0.1:${b.port}/chat`, { headers: { apikey: ALICE } });
   assert.equal(refused.status, 403);
   await echoes(bobOnB, 'bob is untouched');

@@ -198,6 +198,7 @@ export class RevokeBroadcast {
   #pub: Redis | undefined;
   #subscribed = false;
   #closed = false;
+  #loadRetry: NodeJS.Timeout | undefined;
   #lastErrorLog = 0;
   #lastBadLog = 0;
 
@@ -224,7 +225,7 @@ export class RevokeBroadcast {
       if (!this.#subscribed) return;
       this.#log.info({ channel: this.channel, redis: this.address }, 'revoke channel: subscribed again');
       // Blocks set while this instance was away from Redis are in Redis.
-      void this.#loadBlocks();
+      this.#loadBlocks();
     });
     this.#sub.on('message', (channel: string, message: string) => this.#onMessage(channel, message));
   }
@@ -235,7 +236,7 @@ export class RevokeBroadcast {
       () => {
         this.#subscribed = true;
         this.#log.info({ channel: this.channel, redis: this.address }, 'revoke channel: subscribed');
-        void this.#loadBlocks();
+        this.#loadBlocks();
       },
       (err: unknown) => {
         if (!this.#closed) this.#connectionError(err as Error);
@@ -292,9 +293,24 @@ export class RevokeBroadcast {
     return this.#pub;
   }
 
-  /** Apply the blocks kept in Redis (SCAN of portcullis:block:*); never rejects. */
-  async #loadBlocks(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Apply the blocks kept in Redis. The publisher may not be connected yet (the
+   * subscriber's reconnect can come first), so a failed read is tried again, 1 s,
+   * 2 s, ... at most 5 s later, until it lands or the channel closes.
+   */
+  #loadBlocks(attempt = 0): void {
+    clearTimeout(this.#loadRetry);
+    this.#loadRetry = undefined;
+    void this.#readBlocks(attempt).then((ok) => {
+      if (ok || this.#closed) return;
+      this.#loadRetry = setTimeout(() => this.#loadBlocks(attempt + 1), Math.min(1000 * (attempt + 1), 5000));
+      this.#loadRetry.unref();
+    });
+  }
+
+  /** One read of portcullis:block:* (SCAN, MGET); true when it completed. Never rejects. */
+  async #readBlocks(attempt: number): Promise<boolean> {
+    if (this.#closed) return true;
     let loaded = 0;
     let ignored = 0;
     try {
@@ -314,15 +330,19 @@ export class RevokeBroadcast {
         });
       } while (cursor !== '0' && !this.#closed);
     } catch (err) {
-      if (!this.#closed) this.#log.warn({ redis: this.address, err: safeMessage(err) }, 'revoke channel: could not read the blocks kept in Redis');
-      return;
+      if (!this.#closed && attempt % 12 === 0) {
+        this.#log.warn({ redis: this.address, err: safeMessage(err), attempt: attempt + 1 }, 'revoke channel: could not read the blocks kept in Redis; trying again');
+      }
+      return false;
     }
     if (loaded > 0 || ignored > 0) this.#log.info({ loaded, ...(ignored > 0 ? { ignored } : {}) }, 'revoke channel: blocks in force read from Redis');
+    return true;
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#loadRetry);
     const quit = async (c: Redis | undefined): Promise<void> => {
       if (!c) return;
       if (c.status === 'ready') {
