@@ -112,3 +112,62 @@ test('workers: 2 share the port; local limit-conn is exact across them; a dead w
   const [code] = await once(child, 'exit');
   assert.equal(code, 0, stderr);
 });
+
+test('workers: local limits stay exact after a reload and a worker replaced after it (the primary\'s counts are named by scope, not by creation order)', async (t) => {
+  const upstream = await wsUpstream();
+  t.after(() => upstream.close());
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-workers-'));
+  const file = join(dir, 'config.yaml');
+  const yaml = (conn) =>
+    config(
+      upstream.port,
+      `  - id: w
+    uri: /w/*
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      limit-conn: { conn: ${conn}, burst: 0, default_conn_delay: 0.1, policy: local }
+`,
+      '  workers: 2\n  max_pending_handshakes_per_ip: 0',
+    ).replace('log: { level: debug }', 'log: { level: info, access_log: true }');
+  writeFileSync(file, yaml(2));
+  const child = spawn(process.execPath, [CLI, 'start', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => child.exitCode === null && child.kill('SIGKILL'));
+  let stderr = '';
+  let stdout = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  child.stdout.on('data', (d) => (stdout += d));
+  assert.ok(await eventually(() => (stderr.match(/listening on/g) ?? []).length >= 2, { tries: 300 }), stderr);
+  const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stderr)[1];
+  const url = `ws://127.0.0.1:${port}/w/echo`;
+  const exactly = async (n, what) => {
+    for (let i = 0; i < 3; i++) {
+      const o = opened(await openMany(url, 20));
+      assert.equal(o.length, n, `${what}, attempt ${i + 1}`);
+      await closeAll(o);
+    }
+  };
+  await exactly(2, 'conn: 2');
+
+  // The changed limit-conn gets a new plugin instance in each worker (the unchanged
+  // plugins are carried over), so creation order now differs from a fresh worker's.
+  writeFileSync(file, yaml(3));
+  child.kill('SIGHUP');
+  assert.ok(await eventually(() => (stdout.match(/"msg":"config reloaded"/g) ?? []).length >= 2, { tries: 300 }), stdout);
+  await exactly(3, 'conn: 3 after the reload');
+
+  const pids = new Set();
+  for (const line of stdout.split('\n')) {
+    try {
+      const pid = JSON.parse(line).pid;
+      if (pid && pid !== child.pid) pids.add(pid);
+    } catch {}
+  }
+  process.kill([...pids][0], 'SIGKILL');
+  assert.ok(await eventually(() => (stderr.match(/listening on/g) ?? []).length >= 3, { tries: 300 }), stderr);
+  await exactly(3, 'conn: 3 with a worker forked after the reload');
+
+  child.kill('SIGTERM');
+  const [code] = await once(child, 'exit');
+  assert.equal(code, 0, stderr);
+});

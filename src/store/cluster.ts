@@ -4,10 +4,12 @@
  * primitive over the cluster IPC channel (a message with an id; the primary answers
  * with the result), so its answers are promises, like the Redis store's.
  *
- * A worker numbers the stores it opens (1, 2, ... in the order its plugins open
- * them); every worker runs the same config, so store N of every worker is the same
- * plugin instance and maps to the primary's LocalStore N. The primary remembers
- * the leases each worker holds and releases them when the worker exits.
+ * The primary holds one LocalStore for every plugin instance of every worker, as a
+ * Redis holds one keyspace: each plugin names its keys by its scope (`conn:<scope>:`,
+ * `count:group:<name>:`, ...), which is the same in every worker, whatever order
+ * its plugins were created in, before or after a reload, and in a worker forked
+ * later to replace one that died. The primary remembers the leases each worker
+ * holds and releases them when the worker exits.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { LocalStore } from './local.js';
@@ -21,7 +23,6 @@ type Op = 'acquireSlot' | 'releaseSlot' | 'countSlots' | 'leakyBucket' | 'fixedW
 interface Request {
   readonly t: typeof TAG;
   readonly id: number;
-  readonly store: number;
   readonly op: Op;
   readonly args: unknown[];
 }
@@ -35,7 +36,6 @@ interface Reply {
 
 // ---- worker side ----
 
-let storeSeq = 0;
 let msgSeq = 0;
 const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
 let listening = false;
@@ -54,20 +54,18 @@ function listen(): void {
   });
 }
 
-/** A worker's view of one of the primary's local stores. */
+/** A worker's view of the primary's local store. */
 export class ClusterStore implements LimitStore {
   readonly policy = 'local' as const;
-  readonly #store: number;
 
   constructor() {
     listen();
-    this.#store = ++storeSeq;
   }
 
   #call<T>(op: Op, args: unknown[]): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const id = ++msgSeq;
-      const req: Request = { t: TAG, id, store: this.#store, op, args };
+      const req: Request = { t: TAG, id, op, args };
       pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       try {
         process.send!(req);
@@ -117,24 +115,15 @@ export class ClusterStore implements LimitStore {
  * Returns a function that closes the stores.
  */
 export function serveClusterStores(): () => Promise<void> {
-  const stores = new Map<number, LocalStore>();
-  /** Leases per worker id: lease id -> [store, lease]. */
-  const leases = new Map<number, Map<string, [LocalStore, Lease]>>();
-  const storeOf = (n: number): LocalStore => {
-    let s = stores.get(n);
-    if (!s) {
-      s = new LocalStore();
-      stores.set(n, s);
-    }
-    return s;
-  };
+  const s = new LocalStore();
+  /** Leases per worker id, by lease id. */
+  const leases = new Map<number, Map<string, Lease>>();
 
   const onMessage = (worker: Worker, m: unknown): void => {
     const q = m as Request | null;
     if (!q || typeof q !== 'object' || q.t !== TAG) return;
     let reply: Reply;
     try {
-      const s = storeOf(q.store);
       const a = q.args;
       let value: unknown;
       switch (q.op) {
@@ -143,7 +132,7 @@ export function serveClusterStores(): () => Promise<void> {
           if (r.lease) {
             let held = leases.get(worker.id);
             if (!held) leases.set(worker.id, (held = new Map()));
-            held.set(`${q.store}:${r.lease.id}`, [s, r.lease]);
+            held.set(r.lease.id, r.lease);
           }
           value = r;
           break;
@@ -151,7 +140,7 @@ export function serveClusterStores(): () => Promise<void> {
         case 'releaseSlot': {
           const lease = a[0] as Lease;
           s.releaseSlot(lease);
-          leases.get(worker.id)?.delete(`${q.store}:${lease.id}`);
+          leases.get(worker.id)?.delete(lease.id);
           value = undefined;
           break;
         }
@@ -184,7 +173,7 @@ export function serveClusterStores(): () => Promise<void> {
     const held = leases.get(worker.id);
     if (!held) return;
     leases.delete(worker.id);
-    for (const [s, lease] of held.values()) s.releaseSlot(lease);
+    for (const lease of held.values()) s.releaseSlot(lease);
   };
 
   cluster.on('message', onMessage);
@@ -192,6 +181,6 @@ export function serveClusterStores(): () => Promise<void> {
   return async () => {
     cluster.off('message', onMessage);
     cluster.off('exit', onExit);
-    for (const s of stores.values()) await s.close();
+    await s.close();
   };
 }
