@@ -298,8 +298,10 @@ describe('service unavailable', () => {
     const a = await get(`${gw.http}/down`, { authorization: TOKEN });
     assert.equal(a.status, 403);
     assert.equal(JSON.parse(a.body).error.code, 'AUTH_UNAVAILABLE');
+    assert.equal(a.headers['retry-after'], undefined, 'a 403 says nothing of coming back');
     const b = await openWs(`${gw.ws}/down-503`, { headers: { authorization: TOKEN } });
     assert.equal(b.status, 503);
+    assert.equal(b.headers['retry-after'], '1', 'a 503 carries Retry-After');
     const line = await eventually(() => gw.log.access().find((l) => l.route === 'down'));
     assert.match(line.detail, /unreachable: ECONNREFUSED/);
   });

@@ -459,6 +459,7 @@ describe('issuer form', () => {
     await refused('/iss-down', bearer(t), { code: 'AUTH_UNAVAILABLE', status: 503, token: t });
     const r = await openWs(`${gw.ws}/iss-down`, { headers: bearer(t) });
     assert.equal(r.status, 503);
+    assert.equal(r.headers['retry-after'], '1', 'every 503 carries Retry-After');
   });
 
   test('cached JWKS keys keep verifying while the endpoint is down, also once they are stale', async () => {

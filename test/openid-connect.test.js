@@ -386,8 +386,10 @@ test('provider unreachable from the start: 503 AUTH_UNAVAILABLE on WebSocket and
   const r1 = await openWs(`${gw.ws}/dead/intro`, { headers: bearer(t) });
   assert.equal(r1.status, 503);
   assert.equal(code(r1), 'AUTH_UNAVAILABLE');
+  assert.equal(r1.headers['retry-after'], '1', 'every 503 carries Retry-After');
   const r2 = await get(`${gw.http}/dead/jwt`, bearer(t));
   assert.equal(r2.status, 503);
+  assert.equal(r2.headers['retry-after'], '1');
   assert.equal(code(r2), 'AUTH_UNAVAILABLE');
   const line = await eventually(() => gw.log.access().find((l) => l.route === 'dead-jwt'));
   assert.match(line.detail, /OpenID provider unavailable/);

@@ -3,6 +3,8 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
+import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { WebSocket } from 'ws';
 import {
@@ -161,4 +163,32 @@ test('the Sec-WebSocket-Accept the client receives matches its own key', async (
   assert.equal(statusOf(text), 101);
   const expected = createHash('sha1').update('dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
   assert.match(text, new RegExp(`sec-websocket-accept: ${expected.replace(/[+/]/g, '\\$&')}`, 'i'));
+});
+
+test('a handshake that completes while the gateway drains is refused before any upstream sees it: 503 SHUTTING_DOWN with Retry-After', async () => {
+  const g = await startGateway(config(up.port, '  - { id: tunnel, uri: /ws/*, enable_websocket: true, upstream_id: up }'));
+  // A tunnelled client that never answers the gateway's close keeps the drain going.
+  const held = net.connect(g.port, '127.0.0.1');
+  held.on('error', () => {});
+  held.write(handshake('/ws/held'));
+  const [first] = await once(held, 'data');
+  assert.equal(statusOf(first.toString('latin1')), 101);
+  // Half a handshake: the connection is busy with a request, so the drain does not close it as idle.
+  const late = net.connect(g.port, '127.0.0.1');
+  let answer = '';
+  late.on('data', (d) => (answer += d.toString('latin1')));
+  const lateClosed = once(late, 'close');
+  const hs = handshake('/ws/late');
+  late.write(hs.slice(0, 30));
+  await new Promise((r) => setTimeout(r, 50));
+  const before = up.handshakes.length;
+  const draining = g.close(2000);
+  late.write(hs.slice(30));
+  await lateClosed;
+  assert.equal(statusOf(answer), 503, answer);
+  assert.match(answer, /\r\nX-Portcullis-Error: SHUTTING_DOWN\r\n/i);
+  assert.match(answer, /\r\nretry-after: 1\r\n/i);
+  assert.equal(up.handshakes.length, before, 'the upstream never saw the late handshake');
+  held.destroy();
+  await draining;
 });

@@ -113,9 +113,20 @@ export class GatewayError extends Error {
     this.code = code;
     this.status = opts.status ?? spec.status;
     this.closeCode = spec.close;
-    this.headers = opts.headers;
+    // Every 429 and 503 says when to come back, so browsers and SDKs do not reconnect
+    // in a storm: the thrower's own Retry-After (a limit knows its wait), else 1 s.
+    this.headers = (this.status === 429 || this.status === 503) && !hasRetryAfter(opts.headers) ? { ...opts.headers, 'retry-after': DEFAULT_RETRY_AFTER } : opts.headers;
     this.detail = opts.detail;
   }
+}
+
+/** Seconds, for a 429 or 503 whose thrower did not say. */
+const DEFAULT_RETRY_AFTER = '1';
+
+function hasRetryAfter(headers: Readonly<Record<string, string>> | undefined): boolean {
+  if (headers === undefined) return false;
+  for (const name of Object.keys(headers)) if (name.toLowerCase() === 'retry-after') return true;
+  return false;
 }
 
 /** The JSON body sent with an error status. Same shape for every error. */
