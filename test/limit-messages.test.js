@@ -115,7 +115,6 @@ describe('limit-messages', () => {
           route('rfast', { rate: 1000, burst: 0, scope: 'key', ...redisAttrs }),
           route('rdeg', { rate: 1, burst: 9, scope: 'key', allow_degradation: true, ...redisAttrs }),
           route('rnodeg', { rate: 1, burst: 9, scope: 'key', ...redisAttrs }, true),
-          route('rnodegt', { rate: 1, burst: 9, scope: 'key', ...redisAttrs }),
         ].join(''),
       ),
     );
@@ -286,38 +285,42 @@ describe('limit-messages', () => {
   });
 
   // Last in this suite: stops and restarts the shared redis-server.
-  test('Redis down: allow_degradation continues under a local bucket; without it the frame closes with 1013 (tunnel mode: the next frame); limits resume', async () => {
+  test('Redis down: open connections are untouched and limited by a local bucket; a new handshake is answered by allow_degradation (503 without); limits resume', async () => {
     const deg = (await openWs(`${gw.ws}/rdeg/x`)).ws;
     const nodeg = (await openWs(`${gw.ws}/rnodeg/x`)).ws;
-    const nodegt = (await openWs(`${gw.ws}/rnodegt/x`)).ws;
     assert.ok(await echoes(deg, 'before'));
     assert.ok(await echoes(nodeg, 'before'));
-    assert.ok(await echoes(nodegt, 'before'));
     await redis.stop();
     try {
       assert.ok(await echoes(deg, 'during'), 'allow_degradation: passes under the local bucket');
-      // Frame mode: the message waits for the store and is refused.
-      const c = closed(nodeg);
-      nodeg.send('during');
-      const { code, reason } = await c;
-      assert.equal(code, 1013);
-      assert.equal(reason, 'LIMIT_STORE_UNAVAILABLE');
-      // Tunnel mode: the frame ran on credit; the failed refill refuses the next one.
-      const t = await sendUntilClosed(nodegt, 5, 'during');
-      assert.equal(t.close?.code, 1013);
-      assert.equal(t.close?.reason, 'LIMIT_STORE_UNAVAILABLE');
-      assert.ok(t.passed <= 1, `${t.passed} frames passed on credit`);
+      assert.ok(await echoes(nodeg, 'during'), 'without allow_degradation too: an open connection is never closed for an outage');
+      // Still limited while Redis is away: rate 1, burst 9, so a flood is closed with 1008.
+      const flood = await sendUntilClosed(nodeg, 30, 'flood');
+      assert.equal(flood.close?.code, 1008);
+      assert.equal(flood.close?.reason, 'LIMIT_EXCEEDED');
+      assert.ok(flood.passed < 12, `${flood.passed} passed under the local bucket`);
+      // New connections: refused at once without allow_degradation, admitted with it.
+      const refused = await openWs(`${gw.ws}/rnodeg/new`);
+      assert.equal(refused.status, 503);
+      assert.equal(JSON.parse(refused.body).error.code, 'LIMIT_STORE_UNAVAILABLE');
+      assert.ok(Number(refused.headers['retry-after']) >= 1, 'with Retry-After');
+      const admitted = await openWs(`${gw.ws}/rdeg/new`);
+      assert.ok(admitted.ws, 'allow_degradation admits');
+      admitted.ws.close();
+      await closed(admitted.ws);
     } finally {
       await redis.start();
     }
-    // Once the store has reconnected, a fresh connection's messages pass again.
+    // Once the store has reconnected, handshakes are admitted and messages pass again.
     let fresh;
     const resumed = await eventually(
       async () => {
-        fresh = (await openWs(`${gw.ws}/rnodeg/y`)).ws;
+        const r = await openWs(`${gw.ws}/rnodeg/y`);
+        if (!r.ws) return false;
+        fresh = r.ws;
         fresh.send('after');
-        const r = await Promise.race([nextMessage(fresh), closed(fresh).then(() => undefined)]);
-        if (r === 'after') return true;
+        const m = await Promise.race([nextMessage(fresh), closed(fresh).then(() => undefined)]);
+        if (m === 'after') return true;
         fresh.terminate();
         return false;
       },

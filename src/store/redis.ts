@@ -144,6 +144,11 @@ export class RedisStore implements LimitStore {
     this.#log = log;
   }
 
+  /** True from a failed call until the next one that succeeds (not before the first call). */
+  get down(): boolean {
+    return this.#down;
+  }
+
   /** True while Redis is believed reachable. */
   get available(): boolean {
     return this.#client.status === 'ready' && !this.#down;

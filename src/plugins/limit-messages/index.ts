@@ -26,10 +26,11 @@
  *
  * Over the limit: `on_exceed: close` closes the sender with 1008 `LIMIT_EXCEEDED`
  * (the other side with 1001); `drop` discards the message (a ping cannot be dropped:
- * it is already answered; it only uses up tokens). Redis unreachable: with
- * `allow_degradation` the key's bucket continues in this process; without, the
- * frame is treated as over the limit with `LIMIT_STORE_UNAVAILABLE` (1013). Every
- * refusal is published on `portcullis:message:rejected`.
+ * it is already answered; it only uses up tokens). Redis unreachable: connections
+ * already open are never touched, their key's bucket continues in this process
+ * until Redis is back; a new handshake is answered at once by `allow_degradation`
+ * (false: 503 `LIMIT_STORE_UNAVAILABLE` with Retry-After; true: admitted, under the
+ * local bucket). Every refusal is published on `portcullis:message:rejected`.
  *
  * Tunnel mode. With `on_exceed: close` and no `bytes_per_second` the plugin is
  * tunnelable: the route stays a byte tunnel and the `frame` phase counts from frame
@@ -69,9 +70,11 @@ interface State {
   readonly ref: StoreRef | undefined;
   readonly store: LimitStore | undefined;
   readonly redis: RedisStore | undefined;
+  /** Per key on a shared store (Redis, the cluster primary): the buckets of open connections while it is unreachable. */
   readonly fallback: LocalStore | undefined;
+  /** Per key on Redis without allow_degradation: handshakes are refused while Redis is down. */
+  readonly refuseWhileDown: boolean;
   readonly exceeded: MessageVerdict;
-  readonly unavailable: MessageVerdict;
   /** The frame phase can stand in for message + control (on_exceed close, no byte limit). */
   readonly tunnelable: boolean;
 }
@@ -137,15 +140,12 @@ export default definePlugin<LimitMessagesConfig, State>({
       ref,
       store: ref?.store,
       redis,
-      fallback: redis && config.allow_degradation ? new LocalStore() : undefined,
+      fallback: ref && !(ref.store instanceof LocalStore) ? new LocalStore() : undefined,
+      refuseWhileDown: redis !== undefined && !config.allow_degradation,
       exceeded:
         config.on_exceed === 'close'
           ? { action: 'close', code: 1008, reason: 'LIMIT_EXCEEDED', error: 'LIMIT_EXCEEDED', detail }
           : { action: 'drop', error: 'LIMIT_EXCEEDED' },
-      unavailable:
-        config.on_exceed === 'close'
-          ? { action: 'close', code: 1013, reason: 'LIMIT_STORE_UNAVAILABLE', error: 'LIMIT_STORE_UNAVAILABLE', detail: 'limit-messages: store unavailable' }
-          : { action: 'drop', error: 'LIMIT_STORE_UNAVAILABLE' },
       // Per key, only an in-process store answers without waiting: a shared one (Redis, or the
       // primary's with workers) would make the tunnel run on credit and overshoot, so frame mode.
       tunnelable: config.on_exceed === 'close' && bytesRate === undefined && (!perKey || ref?.store instanceof LocalStore),
@@ -154,6 +154,13 @@ export default definePlugin<LimitMessagesConfig, State>({
 
   tunnelable(st) {
     return st.tunnelable;
+  },
+
+  // A new connection while Redis is down, without allow_degradation: refused at once
+  // (open connections go on under the local bucket; see above).
+  access(_ctx, st) {
+    if (!st.refuseWhileDown || !st.redis!.down) return undefined;
+    return { reject: 'LIMIT_STORE_UNAVAILABLE', detail: 'limit-messages: store unavailable' };
   },
 
   message(msg, ctx, st) {
@@ -332,9 +339,9 @@ function verdictAfterRefill(st: State, d: Dir): MessageVerdict {
 }
 
 /**
- * Take from the store what the connection owes plus a batch. Updates d.held; sets
- * held.refused to the unavailable verdict when the store failed without degradation.
- * Returns a promise only when the store answered with one.
+ * Take from the store what the connection owes plus a batch. Updates d.held; when
+ * the store fails, the local fallback answers. Returns a promise only when the store
+ * answered with one.
  */
 function refill(st: State, d: Dir): Promise<void> | undefined {
   const h = d.held;
@@ -367,10 +374,8 @@ function take(
     if (g === 0) h.denied = true;
     add(g);
   };
-  const failed = (): void => {
-    if (st.fallback) granted(st.fallback.takeTokens(key, rate, capacity, min, want).granted);
-    else h.refused = st.unavailable;
-  };
+  // The store failed: an open connection is never closed for it; the local bucket answers.
+  const failed = (): void => granted(st.fallback ? st.fallback.takeTokens(key, rate, capacity, min, want).granted : 0);
   let r: TokenResult | Promise<TokenResult>;
   try {
     r = st.store!.takeTokens(key, rate, capacity, min, want);
