@@ -8,6 +8,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dc from 'node:diagnostics_channel';
+import http from 'node:http';
+import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -300,6 +302,93 @@ function leakSuite(policy) {
 
 leakSuite('local');
 leakSuite('redis');
+
+/** The same for SSE streams: a stream's slot is given back however it ends. */
+function sseLeakSuite(policy) {
+  describe(`every way an SSE stream ends gives its slot back (${policy})`, () => {
+    const N = 2;
+    let gw;
+    let sse;
+    const id = `sse-${policy}`;
+    const capped = `sse-capped-${policy}`;
+    before(async () => {
+      // /.../die: the upstream's connection dies after the first event; otherwise it streams until the client goes.
+      sse = await httpUpstream((req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: one\n\n');
+        if (req.url.includes('/die')) setTimeout(() => req.socket.destroy(), 30);
+      });
+      const attrs = { conn: N, burst: 0, default_conn_delay: 0.1, ...(policy === 'redis' ? redisAttrs() : {}) };
+      const lc = Object.entries(attrs).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ');
+      const r = (rid, more = '') => `  - id: ${rid}\n    uri: /${rid}/*\n    upstream_id: up\n${more}    plugins:\n      limit-conn: { ${lc} }\n`;
+      gw = await startGateway(config(sse.port, r(id) + r(capped, '    sse: { max_duration: 0.3 }\n')));
+    });
+    after(async () => {
+      await gw?.close(100);
+      await sse?.close();
+    });
+
+    /** Open an event stream; resolves { req, res } once its head and first event arrived. */
+    function stream(path) {
+      return new Promise((resolve, reject) => {
+        const req = http.get(`${gw.http}${path}`, { headers: { accept: 'text/event-stream' }, agent: false });
+        req.on('error', () => {});
+        req.once('response', (res) => {
+          if (res.statusCode !== 200) {
+            res.resume();
+            return resolve({ req, res });
+          }
+          res.once('data', () => resolve({ req, res }));
+        });
+        req.once('error', reject);
+      });
+    }
+
+    async function slotsBack(rid, mark, n) {
+      await finishedSince(mark, rid, n);
+      if (policy === 'redis') assert.ok(await eventually(async () => (await inspect.exists(redisKey(rid))) === 0), 'the Redis key is gone');
+      const fresh = await Promise.all(Array.from({ length: N }, () => stream(`/${rid}/x`)));
+      assert.deepEqual(fresh.map((f) => f.res.statusCode), Array(N).fill(200), `${N} fresh streams open`);
+      const over = await stream(`/${rid}/x`);
+      assert.equal(over.res.statusCode, 503, 'and the limit still holds');
+      const m2 = finished.length;
+      for (const f of fresh) f.req.destroy();
+      await finishedSince(m2, rid, N);
+    }
+
+    test('client reset', async () => {
+      const mark = finished.length;
+      const open = await Promise.all(Array.from({ length: N }, () => stream(`/${id}/x`)));
+      assert.deepEqual(open.map((o) => o.res.statusCode), Array(N).fill(200));
+      assert.equal((await stream(`/${id}/x`)).res.statusCode, 503, 'the streams hold the slots');
+      for (const o of open) o.req.destroy();
+      await slotsBack(id, mark, N + 1);
+    });
+
+    test('upstream death', async () => {
+      const mark = finished.length;
+      const open = await Promise.all(Array.from({ length: N }, () => stream(`/${id}/die`)));
+      for (const o of open) {
+        if (!o.res.complete) await Promise.race([once(o.res, 'close'), once(o.res, 'end')]);
+      }
+      await slotsBack(id, mark, N);
+    });
+
+    test('max_duration ends the stream', async () => {
+      const mark = finished.length;
+      const open = await Promise.all(Array.from({ length: N }, () => stream(`/${capped}/x`)));
+      assert.deepEqual(open.map((o) => o.res.statusCode), Array(N).fill(200));
+      for (const o of open) {
+        o.res.resume();
+        await once(o.res, 'end');
+      }
+      await slotsBack(capped, mark, N);
+    });
+  });
+}
+
+sseLeakSuite('local');
+sseLeakSuite('redis');
 
 describe('redis policy', () => {
   test('two gateways in one process sharing Redis (gateway.redis and redis_host): of 20 concurrent handshakes exactly 5 open', async () => {

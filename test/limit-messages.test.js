@@ -110,6 +110,15 @@ describe('limit-messages', () => {
           route('key', { rate: 1, burst: 4, scope: 'key' }),
           route('tenant', { rate: 1, burst: 2, scope: 'key', key: 'http_x_tenant' }),
           route('up', { rate: 1, burst: 2, direction: 'upstream' }),
+          route('both', { rate: 1, burst: 3, direction: 'both' }),
+          `  - id: validated
+    uri: /validated/*
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      limit-messages: { rate: 1, burst: 2 }
+      websocket-validator: { client: { schema: { type: object } }, on_invalid: drop, error_message: invalid }
+`,
           route('rkey', { rate: 1, burst: 4, scope: 'both', ...redisAttrs }, true),
           route('rkeyt', { rate: 1, burst: 4, scope: 'key', key: 'http_x_k', ...redisAttrs }),
           route('rfast', { rate: 1000, burst: 0, scope: 'key', ...redisAttrs }),
@@ -216,14 +225,48 @@ describe('limit-messages', () => {
   });
 
   test('direction upstream: an upstream flood is closed with 1008, the client gets 1001; client messages do not count', async () => {
+    // "flood:0" gets no answer: ten client messages that would be over rate + burst on the client side.
+    const quiet = (await openWs(`${gw.ws}/up/quiet`)).ws;
+    for (let i = 0; i < 10; i++) quiet.send('flood:0');
+    assert.ok(await eventually(() => (seen.get('/up/quiet') ?? 0) === 10), 'all ten client messages reached the upstream');
+    assert.ok(await echoes(quiet, 'still open'), 'client messages were not counted');
+    quiet.close();
+    await closed(quiet);
+
     const { ws } = await openWs(`${gw.ws}/up/x`);
-    // Client messages are not counted: 5 echoes (upstream messages) would be, so check the client side with one-way traffic.
     const c = closed(ws);
     const got = [];
     ws.on('message', (d) => got.push(d.toString()));
     ws.send('flood:10');
     assert.equal((await c).code, 1001);
     assert.ok(got.length <= 3, `${got.length} upstream messages reached the client`);
+  });
+
+  test('direction both: each direction has its own bucket; a client flood closes the client (1008), an upstream flood the upstream (client gets 1001)', async () => {
+    const a = (await openWs(`${gw.ws}/both/a`)).ws;
+    const ca = closed(a);
+    for (let i = 0; i < 4; i++) assert.ok(await echoes(a, `a${i}`), 'rate + burst round trips pass both buckets');
+    a.send('a4');
+    assert.deepEqual(await ca, { code: 1008, reason: 'LIMIT_EXCEEDED' });
+
+    const b = (await openWs(`${gw.ws}/both/b`)).ws;
+    const cb = closed(b);
+    const got = [];
+    b.on('message', (d) => got.push(d.toString()));
+    b.send('flood:10');
+    assert.equal((await cb).code, 1001, 'the upstream side was over its bucket');
+    assert.equal(got.length, 4, 'rate + burst upstream messages reached the client');
+  });
+
+  test('messages a later plugin rejects count too: three refused by websocket-validator use up the bucket of the fourth', async () => {
+    const { ws } = await openWs(`${gw.ws}/validated/x`);
+    const c = closed(ws);
+    const replies = collect(ws, 3);
+    for (let i = 0; i < 3; i++) ws.send('not json');
+    assert.deepEqual(await replies, ['invalid', 'invalid', 'invalid'], 'each dropped by the validator');
+    ws.send('{}');
+    assert.deepEqual(await c, { code: 1008, reason: 'LIMIT_EXCEEDED' }, 'a valid message finds the bucket empty');
+    assert.equal(seen.get('/validated/x'), undefined, 'nothing reached the upstream');
   });
 
   test('frame mode, scope both with policy redis: two connections of one key share one bucket in Redis', async () => {
