@@ -407,6 +407,33 @@ describe('redis policy', () => {
     }
   });
 
+  test('a Redis that requires a password: redis_password (and the password in gateway.redis.url) work; a wrong one is an outage answered at once; no log line carries either', async (t) => {
+    const PASS = 'r3dis-pa55-0123456789';
+    const WRONG = 'wrong-pa55-9876543210';
+    const locked = await startRedis({ password: PASS });
+    t.after(() => locked.close());
+    const attrs = { conn: 2, burst: 0, default_conn_delay: 0.1, policy: 'redis', redis_host: '127.0.0.1', redis_port: locked.port };
+    const good = await startGateway(config(upstream.port, route('pw', { ...attrs, redis_password: PASS }) + route('pwurl', { conn: 2, burst: 0, default_conn_delay: 0.1, policy: 'redis' }), `  redis: { url: "redis://:${PASS}@127.0.0.1:${locked.port}/0", timeout: 0.5 }`));
+    const bad = await startGateway(config(upstream.port, route('pw', { ...attrs, redis_password: WRONG, redis_timeout: 500 })));
+    t.after(() => Promise.all([good.close(), bad.close()]));
+    const inspectLocked = locked.client();
+    for (const id of ['pw', 'pwurl']) {
+      const rs = await openMany(`${good.ws}/${id}/echo`, 6);
+      assert.equal(opened(rs).length, 2, `${id}: exactly conn open`);
+      assert.equal(await inspectLocked.zcard(redisKey(id)), 2, `${id}: the slots are in the protected Redis`);
+      await closeAll(opened(rs));
+    }
+    const refused = await openWs(`${bad.ws}/pw/echo`);
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers['x-portcullis-error'], 'LIMIT_STORE_UNAVAILABLE');
+    assert.ok(await eventually(() => /limit store unavailable/.test(bad.log.raw())), 'the outage is logged');
+    for (const g of [good, bad]) {
+      const log = g.log.raw();
+      assert.ok(!log.includes(PASS) && !log.includes(WRONG), 'no password in any log line');
+    }
+    assert.ok(!refused.body.includes(WRONG), 'nor in the answer');
+  });
+
   test('shutdown releases every slot and closes the gateway\'s Redis connection', async (t) => {
     const storesBefore = openRedisStores();
     const g = await startGateway(config(upstream.port, route('shut', { conn: 4, burst: 0, default_conn_delay: 0.1, ...redisAttrs(), redis_database: 7 })));

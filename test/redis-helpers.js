@@ -21,7 +21,7 @@ export async function freePort() {
   return port;
 }
 
-/** True once `PING` gets `+PONG` (a cluster node answers too, before it has slots). */
+/** True once `PING` gets `+PONG` (a cluster node answers too, before it has slots; a server with a password says NOAUTH). */
 function ping(port) {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
@@ -34,7 +34,7 @@ function ping(port) {
     s.on('connect', () => s.write('PING\r\n'));
     s.on('data', (d) => {
       got += d;
-      if (got.includes('\r\n')) done(got.startsWith('+PONG'));
+      if (got.includes('\r\n')) done(got.startsWith('+PONG') || got.startsWith('-NOAUTH'));
     });
     s.on('error', () => done(false));
   });
@@ -48,10 +48,11 @@ process.on('exit', () => {
 /**
  * Start redis-server. `cluster: true` starts a one-node Redis Cluster owning every
  * slot (enough for the cluster client's code path). `replicaOf: PORT` starts a
- * replica of the server on that loopback port. Returns { port, url, stop(),
- * start(), client(), close() }.
+ * replica of the server on that loopback port. `password`: the server requires it
+ * (`requirepass`; client() authenticates). Returns { port, url, stop(), start(),
+ * client(), close() }.
  */
-export async function startRedis({ cluster = false, replicaOf } = {}) {
+export async function startRedis({ cluster = false, replicaOf, password } = {}) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-redis-'));
   let proc;
@@ -61,6 +62,7 @@ export async function startRedis({ cluster = false, replicaOf } = {}) {
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', ''];
     if (cluster) args.push('--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-announce-ip', '127.0.0.1');
     if (replicaOf) args.push('--replicaof', '127.0.0.1', String(replicaOf));
+    if (password !== undefined) args.push('--requirepass', password);
     // A replica gets its first copy at once, not after the default 5 s wait for more replicas.
     args.push('--repl-diskless-sync-delay', '0');
     proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -117,7 +119,7 @@ export async function startRedis({ cluster = false, replicaOf } = {}) {
     resume: () => proc.kill('SIGCONT'),
     /** An inspection client (closed by close()). */
     client() {
-      const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+      const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, ...(password !== undefined ? { password } : {}) });
       c.on('error', () => {});
       clients.add(c);
       return c;
