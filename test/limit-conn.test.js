@@ -117,6 +117,13 @@ describe('one gateway, local policy', () => {
     plugins:
       limit-conn: { conn: 1, burst: 0, default_conn_delay: 0.1 }
 `,
+          ...['adaptive', 'fixed'].map((id) => `  - id: ${id}
+    uri: /${id}/*
+    upstream_id: slow
+    plugins:
+      limit-conn: { conn: 1, burst: 0, default_conn_delay: 0.1, only_use_default_delay: ${id === 'fixed'} }
+`),
+          route('adaptive-ws', { conn: 1, burst: 0, default_conn_delay: 0.1 }),
         ].join(''),
         `  custom_plugins: [${JSON.stringify(REJECT_AFTER)}]`,
       ).replace('routes:\n', `  - id: slow\n    nodes: { "127.0.0.1:${slow.port}": 1 }\nroutes:\n`),
@@ -196,6 +203,29 @@ describe('one gateway, local policy', () => {
     assert.equal(during.status, 503);
     assert.equal((await slowReq).status, 200);
     assert.equal((await get(`${gw.http}/plain/x`)).status, 200);
+  });
+
+  // The step is only observable in Retry-After (step to 2 steps, at least 1 s): a step
+  // moved past 1 s by a 2.1 s request gives 2 or 3; the default 0.1 s step gives 1.
+  test('only_use_default_delay false: the delay step follows plain HTTP request times (APISIX), never WebSocket lifetimes; true keeps default_conn_delay', async () => {
+    const ws = (await openWs(`${gw.ws}/adaptive-ws/echo`)).ws;
+    await Promise.all([get(`${gw.http}/adaptive/x?ms=2100`), get(`${gw.http}/fixed/x?ms=2100`), sleep(2100)]);
+    ws.close();
+    await closed(ws);
+    const retryAfter = async (path) => {
+      const hold = path.includes('ws') ? (await openWs(`${gw.ws}${path}`)).ws : get(`${gw.http}${path}?ms=300`);
+      await sleep(80);
+      const r = path.includes('ws') ? await openWs(`${gw.ws}${path}`) : await get(`${gw.http}${path}`);
+      assert.equal(r.status, 503, path);
+      if (path.includes('ws')) {
+        hold.close();
+        await closed(hold);
+      } else await hold;
+      return Number(r.headers['retry-after']);
+    };
+    assert.ok([2, 3].includes(await retryAfter('/adaptive/x')), 'the step moved halfway to 2.1 s');
+    assert.equal(await retryAfter('/fixed/x'), 1, 'only_use_default_delay: the step stays 0.1 s');
+    assert.equal(await retryAfter('/adaptive-ws/echo'), 1, 'a WebSocket held 2.1 s did not move it');
   });
 
   test('an SSE stream holds its slot until it ends', async () => {
