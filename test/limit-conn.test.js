@@ -437,6 +437,24 @@ describe('redis policy', () => {
     }
   });
 
+  test('policy redis-cluster: a plugin on a real (one-node) Redis Cluster: of 20 concurrent handshakes exactly 5 open; the slots come back', async (t) => {
+    const node = await startRedis({ cluster: true });
+    t.after(() => node.close());
+    const g = await startGateway(config(upstream.port, route('clu', { conn: 5, burst: 0, default_conn_delay: 0.1, policy: 'redis-cluster', redis_cluster_nodes: [`127.0.0.1:${node.port}`] })));
+    t.after(() => g.close());
+    const rs = await openMany(`${g.ws}/clu/echo`, 20);
+    const open = opened(rs);
+    assert.equal(open.length, 5);
+    for (const r of rs.filter((x) => !x.ws)) assert.equal(r.status, 503);
+    const c = node.client();
+    const keys = await c.keys('*conn:route:clu:*');
+    assert.equal(keys.length, 1, `one slot set in the cluster: ${keys}`);
+    assert.equal(await c.zcard(keys[0]), 5);
+    await closeAll(open);
+    assert.ok(await eventually(async () => (await c.exists(keys[0])) === 0), 'the key is gone once they closed');
+    assert.equal(opened(await openMany(`${g.ws}/clu/echo`, 20)).length, 5);
+  });
+
   test('a Redis that requires a password: redis_password (and the password in gateway.redis.url) work; a wrong one is an outage answered at once; no log line carries either', async (t) => {
     const PASS = 'r3dis-pa55-0123456789';
     const WRONG = 'wrong-pa55-9876543210';
