@@ -67,8 +67,8 @@ function sseUpstream() {
 function evilPage(gwPort) {
   return `<!doctype html><meta charset="utf-8"><title>elsewhere</title><script>
 window.result = { ws: { opened: false, errors: 0, close: null }, sse: { opened: false, errors: [], readyState: null } };
-// A control: the demo's open chat route has no origin check, and shows what the browser sent.
-window.control = new WebSocket('ws://127.0.0.1:${gwPort}/ws/chat/hijack');
+// A control: the test's own route to the chat upstream has no origin check, and shows what the browser sent.
+window.control = new WebSocket('ws://127.0.0.1:${gwPort}/ws/control/hijack');
 const ws = new WebSocket('ws://127.0.0.1:${gwPort}/ws/secure/lobby', ['chat']);
 ws.onopen = () => { result.ws.opened = true; };
 ws.onerror = () => { result.ws.errors++; };
@@ -114,7 +114,12 @@ describe('browser: the demo page through the gateway (Chromium)', { skip }, () =
         DEMO_OIDC_PORT: String(await freePort()),
         DEMO_JWT_SECRET: SECRET,
       };
-      const config = await loadConfigText(readFileSync(DEMO_CONFIG, 'utf8'), DEMO_CONFIG, { registry: createRegistry(), env });
+      // The demo config, plus a control route of the test's own: the chat upstream without any check.
+      const text = readFileSync(DEMO_CONFIG, 'utf8').replace(
+        '\nglobal_rules:',
+        '\n  - { id: test-control, uri: /ws/control/*, enable_websocket: true, upstream_id: chat }\n\nglobal_rules:',
+      );
+      const config = await loadConfigText(text, DEMO_CONFIG, { registry: createRegistry(), env });
       sink = logSink();
       try {
         gw = await Gateway.start(config, { logger: createLogger({ ...config.gateway.log, level: 'debug' }, sink) });
@@ -263,7 +268,7 @@ describe('browser: the demo page through the gateway (Chromium)', { skip }, () =
     assert.equal(result.sse.opened, false);
 
     // The browser did attach the jwt cookie to the foreign page's handshakes (the control route shows it).
-    const control = await eventually(() => chat.handshakes.slice(handshakes).find((h) => h.url === '/ws/chat/hijack'));
+    const control = await eventually(() => chat.handshakes.slice(handshakes).find((h) => h.url === '/ws/control/hijack'));
     assert.equal(control.headers.origin, new URL(evilUrl).origin);
     assert.equal(control.headers.cookie, `jwt=${token}`);
 
@@ -273,7 +278,7 @@ describe('browser: the demo page through the gateway (Chromium)', { skip }, () =
     assert.equal(ws.consumer, null, 'refused before any credential was looked at');
     const es = await eventually(() => accessLines('secure-ticker', from).find((l) => l.status === 403));
     assert.equal(es.error, 'ORIGIN_DENIED');
-    assert.deepEqual(chat.handshakes.slice(handshakes).map((h) => h.url), ['/ws/chat/hijack'], 'no handshake reached /ws/secure');
+    assert.deepEqual(chat.handshakes.slice(handshakes).map((h) => h.url), ['/ws/control/hijack'], 'no handshake reached /ws/secure');
     assert.equal(feed.requests.length, requests);
   });
 });
