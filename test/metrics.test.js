@@ -12,6 +12,7 @@ import { channel } from 'node:diagnostics_channel';
 import { closed, collect, config, eventually, get, httpUpstream, openWs, startGateway, wsUpstream } from './helpers.js';
 import { join } from 'node:path';
 import { ERRORS, loadConfigText } from '../dist/index.js';
+import { freePort } from './redis-helpers.js';
 import { CLOSE_CLASSES, REASON_CLASS, REASON_CLASSES, closeClass, reasonClass } from '../dist/observability/reasons.js';
 
 const ALICE = 'alice-metrics-key-0123456789';
@@ -209,6 +210,59 @@ test('scripted scenario: 3 accepted, 2 refused by auth, 1 by limit, 4 messages d
   }
   // Closed with the gateway: the listener is gone.
   await assert.rejects(get(`http://127.0.0.1:${metricsPort}/metrics`), { code: 'ECONNREFUSED' });
+});
+
+test('handshake rejections by class from real traffic (authz, origin, upstream, limit by an unreachable store) and store errors counted', async () => {
+  const dead = await freePort();
+  const routes = `  - id: staff
+    uri: /staff
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      key-auth: {}
+      consumer-restriction: { whitelist: [alice] }
+  - id: pages
+    uri: /pages
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      origin-restriction: { allow_origins: ["https://app.example"] }
+  - id: gone
+    uri: /gone
+    enable_websocket: true
+    upstream_id: dead
+  - id: stored
+    uri: /stored
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      limit-conn: { conn: 5, burst: 0, default_conn_delay: 0.1, policy: redis, redis_host: 127.0.0.1, redis_port: ${dead}, redis_timeout: 300 }
+`;
+  const g = await startGateway(
+    config(up.port, routes, '').replace('routes:', `${consumers}routes:`).replace('upstreams:\n', `upstreams:\n  - id: dead\n    nodes: { "127.0.0.1:${dead}": 1 }\n`),
+  );
+  try {
+    assert.equal((await openWs(`${g.ws}/staff`, { headers: { apikey: BOB } })).status, 403);
+    assert.ok((await openWs(`${g.ws}/staff`, { headers: { apikey: ALICE } })).ws, 'alice is staff');
+    assert.equal((await openWs(`${g.ws}/pages`, { headers: { origin: 'https://evil.example' } })).status, 403);
+    assert.equal((await openWs(`${g.ws}/gone`)).status, 502);
+    assert.equal((await openWs(`${g.ws}/stored`)).status, 503);
+    assert.equal((await openWs(`${g.ws}/stored`)).status, 503);
+    const { samples } = await scrape(g.gw);
+    const rejected = (route, reason) => sample(samples, 'portcullis_handshakes_total', { route, protocol: 'websocket', outcome: 'rejected', reason });
+    assert.equal(rejected('staff', 'authz'), 1);
+    assert.equal(sample(samples, 'portcullis_handshakes_total', { route: 'staff', protocol: 'websocket', outcome: 'accepted', reason: 'none' }), 1);
+    assert.equal(rejected('pages', 'origin'), 1);
+    assert.equal(rejected('gone', 'upstream'), 1);
+    assert.equal(rejected('stored', 'limit'), 2);
+    assert.equal(sample(samples, 'portcullis_limit_rejections_total', { route: 'stored', plugin: 'limit-conn', code: 'LIMIT_STORE_UNAVAILABLE' }), 2);
+    const errors = samples.filter((x) => x.name === 'portcullis_store_errors_total' && x.labels.address === `127.0.0.1:${dead}`);
+    assert.ok(errors.length > 0, 'the unreachable Redis is counted');
+    for (const e of errors) assert.equal(e.labels.store, 'redis');
+    assert.ok(errors.reduce((n, e) => n + e.value, 0) >= 2, 'one error at least per refused handshake');
+  } finally {
+    await g.close();
+  }
 });
 
 test('tunnel mode counts messages and frame bytes in both directions while live; SSE streams are counted too', async () => {
