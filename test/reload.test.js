@@ -242,6 +242,50 @@ test('handshakes in flight finish under the config they started with; one of a c
   await closed(a.ws);
 });
 
+test('a route whose upstream alone changed: its live connections close with 1012; a handshake in flight finishes on the old upstream, then closes with 1012 too; new ones go to the new upstream', async (t) => {
+  const oldUp = await wsUpstream();
+  const newUp = await wsUpstream();
+  t.after(() => Promise.all([oldUp.close(), newUp.close()]));
+  globalThis.__portcullisHeld = [];
+  const conf = (port) => yaml(port, `  - id: moved
+    uri: /moved
+    enable_websocket: true
+    upstream_id: up
+  - id: held
+    uri: /held
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      test-hold: {}
+`, { gateway: '  custom_plugins: [./hold.js]' });
+  const gw = await startGateway(conf(oldUp.port), { files: { 'hold.js': SLOW_PLUGIN } });
+  t.after(() => gw.close());
+  const live = (await openWs(`${gw.ws}/moved`)).ws;
+  await echoes(live, 'on the old upstream');
+  const inFlight = openWs(`${gw.ws}/held`);
+  assert.ok(await eventually(() => globalThis.__portcullisHeld.length === 1), 'the handshake waits in the access phase');
+
+  writeFileSync(join(gw.dir, 'config.yaml'), conf(newUp.port));
+  const liveClosed = closed(live);
+  const report = await gw.gw.reloadFile();
+  assert.deepEqual(report.routes.changed.sort(), ['held', 'moved'], 'a change of upstream nodes changes the routes on it');
+  assert.deepEqual(await liveClosed, { code: 1012, reason: 'route changed' });
+
+  const before = newUp.handshakes.length;
+  for (const release of globalThis.__portcullisHeld.splice(0)) release();
+  const r = await inFlight;
+  assert.ok(r.ws, 'the in-flight handshake completed under the config it started with');
+  assert.equal(oldUp.handshakes.at(-1).url, '/held', 'on the old upstream');
+  assert.equal(newUp.handshakes.length, before);
+  assert.deepEqual(await closed(r.ws), { code: 1012, reason: 'route changed' }, 'then closed: its route changed meanwhile');
+
+  const fresh = (await openWs(`${gw.ws}/moved`)).ws;
+  await echoes(fresh, 'on the new upstream');
+  assert.equal(newUp.handshakes.at(-1).url, '/moved');
+  fresh.close();
+  await closed(fresh);
+});
+
 const TRACK_PLUGIN = `export default {
   name: 'test-track', version: '1.0.0', priority: 100,
   schema: { type: 'object', properties: { tag: { type: 'string' } } },
