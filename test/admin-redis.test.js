@@ -82,11 +82,13 @@ test('DELETE on one instance closes the consumer\'s connections on another insta
   const aliceOnB = await connect(b, ALICE);
   const bobOnB = await connect(b, BOB);
   const cuts = [closed(aliceOnA), closed(aliceOnB)];
+  const upstreamHeld = up.wss.clients.size;
 
   const d = await a.call('DELETE', '/admin/connections?consumer=alice');
   assert.equal(d.status, 200);
   assert.deepEqual(d.json, { closed: 1, broadcast: true });
   for (const c of await Promise.all(cuts)) assert.deepEqual(c, { code: 1008, reason: 'revoked' });
+  assert.ok(await eventually(() => up.wss.clients.size === upstreamHeld - 2), 'the upstream sides of both, on A and on B, were closed too');
   await echoes(bobOnB, 'bob still here');
   assert.equal((await b.call('GET', '/admin/connections')).json.total, 1);
   // Instance B logged what it did, and from where.

@@ -27,6 +27,8 @@ const JWT_SECRET = 'a-jwt-secret-that-is-long-enough-0123';
 
 let ws;
 let sse;
+/** SSE requests the upstream holds open now. */
+const sseOpen = new Set();
 let g;
 let adminPort;
 const call = (method, path, opts = {}) => adminCall(adminPort, method, path, { key: ADMIN_KEY, ...opts });
@@ -89,6 +91,8 @@ before(async () => {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     res.write('data: hello\n\n');
     // kept open until the gateway ends it
+    sseOpen.add(req);
+    req.socket.once('close', () => sseOpen.delete(req));
   });
   g = await startGateway(gatewayYaml());
   adminPort = g.gw.adminAddress().port;
@@ -392,9 +396,11 @@ test('DELETE ?route= ends that route\'s SSE streams and leaves other routes alon
   const s2 = await openSse('/events', BOB);
   const b1 = await connect('/chat', BOB);
   const b2 = await connect('/chat', BOB);
+  assert.ok(await eventually(() => sseOpen.size === 2), 'the upstream holds both streams');
   const d = await call('DELETE', '/admin/connections?route=events');
   assert.deepEqual(d.json, { closed: 2 });
   assert.ok(await eventually(() => s1.ended && s2.ended), 'both SSE streams ended');
+  assert.ok(await eventually(() => sseOpen.size === 0), 'and their upstream requests were closed');
   await assertEchoes(b1);
 
   const list = await call('GET', '/admin/connections?route=chat');
