@@ -60,6 +60,18 @@ function suite(name, make) {
       assert.equal(await store.countSlots(key), 0);
     });
 
+    test('slots: a release not awaited is seen by the next acquire of its key at once (a client reconnecting at the limit)', async () => {
+      const key = uniq('reconnect');
+      let last = await store.acquireSlot(key, 1, 60_000);
+      for (let i = 0; i < 20; i++) {
+        void store.releaseSlot(last.lease);
+        last = await store.acquireSlot(key, 1, 60_000);
+        assert.equal(last.ok, true, `reconnect ${i}`);
+      }
+      await store.releaseSlot(last.lease);
+      assert.equal(await store.countSlots(key), 0);
+    });
+
     test('slots: releasing twice gives back one slot, not another holder\'s', async () => {
       const key = uniq('twice');
       const a = await store.acquireSlot(key, 2, 60_000);

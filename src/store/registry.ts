@@ -116,7 +116,10 @@ function common(timeoutMs: number): RedisOptions {
   return {
     lazyConnect: true,
     enableOfflineQueue: false,
-    enableAutoPipelining: true,
+    // Each handshake sends its command in a tick of its own: ioredis's auto-pipelining
+    // then wraps every one in a Pipeline of one (measured: about 40 us more gateway CPU
+    // per limit-conn handshake). Commands are still written without waiting for replies.
+    enableAutoPipelining: false,
     commandTimeout: timeoutMs,
     connectTimeout: timeoutMs,
     maxRetriesPerRequest: 1,
