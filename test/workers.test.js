@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closed, config, eventually, openWs, wsUpstream } from './helpers.js';
+import { startCli } from './admin-helpers.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
@@ -116,8 +117,6 @@ test('workers: 2 share the port; local limit-conn is exact across them; a dead w
 test('workers: local limits stay exact after a reload and a worker replaced after it (the primary\'s counts are named by scope, not by creation order)', async (t) => {
   const upstream = await wsUpstream();
   t.after(() => upstream.close());
-  const dir = mkdtempSync(join(tmpdir(), 'portcullis-workers-'));
-  const file = join(dir, 'config.yaml');
   const yaml = (conn) =>
     config(
       upstream.port,
@@ -130,15 +129,9 @@ test('workers: local limits stay exact after a reload and a worker replaced afte
 `,
       '  workers: 2\n  max_pending_handshakes_per_ip: 0',
     ).replace('log: { level: debug }', 'log: { level: info, access_log: true }');
-  writeFileSync(file, yaml(2));
-  const child = spawn(process.execPath, [CLI, 'start', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => child.exitCode === null && child.kill('SIGKILL'));
-  let stderr = '';
-  let stdout = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  child.stdout.on('data', (d) => (stdout += d));
-  assert.ok(await eventually(() => (stderr.match(/listening on/g) ?? []).length >= 2, { tries: 300 }), stderr);
-  const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stderr)[1];
+  const cli = await startCli(yaml(2), { workers: 2, t });
+  const { child, file } = cli;
+  const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(cli.stderr)[1];
   const url = `ws://127.0.0.1:${port}/w/echo`;
   const exactly = async (n, what) => {
     for (let i = 0; i < 3; i++) {
@@ -153,21 +146,21 @@ test('workers: local limits stay exact after a reload and a worker replaced afte
   // plugins are carried over), so creation order now differs from a fresh worker's.
   writeFileSync(file, yaml(3));
   child.kill('SIGHUP');
-  assert.ok(await eventually(() => (stdout.match(/"msg":"config reloaded"/g) ?? []).length >= 2, { tries: 300 }), stdout);
+  assert.ok(await eventually(() => (cli.stdout.match(/"msg":"config reloaded"/g) ?? []).length >= 2, { tries: 300 }), cli.stdout);
   await exactly(3, 'conn: 3 after the reload');
 
   const pids = new Set();
-  for (const line of stdout.split('\n')) {
+  for (const line of cli.stdout.split('\n')) {
     try {
       const pid = JSON.parse(line).pid;
       if (pid && pid !== child.pid) pids.add(pid);
     } catch {}
   }
   process.kill([...pids][0], 'SIGKILL');
-  assert.ok(await eventually(() => (stderr.match(/listening on/g) ?? []).length >= 3, { tries: 300 }), stderr);
+  assert.ok(await eventually(() => (cli.stderr.match(/listening on/g) ?? []).length >= 3, { tries: 300 }), cli.stderr);
   await exactly(3, 'conn: 3 with a worker forked after the reload');
 
   child.kill('SIGTERM');
   const [code] = await once(child, 'exit');
-  assert.equal(code, 0, stderr);
+  assert.equal(code, 0, cli.stderr);
 });
