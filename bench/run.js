@@ -36,7 +36,7 @@ const USAGE = `usage: node bench/run.js [options]
   --json=path             write the JSON there instead of bench/results/<timestamp>.json
   --rounds=N              rounds of alternation (default: 3 full, 1 quick)
   --pin                   pin the proxy to the last CPU and upstream + load generator to the others
-  --cpu-prof              run Portcullis under node --cpu-prof, one fresh process per case, and
+  --cpu-prof              run Portcullis (and the bare Node proxies) under node --cpu-prof, one fresh process per case, and
                           summarise where its CPU time goes (figures of such a run are inflated)
   --help                  this text`;
 
@@ -240,7 +240,7 @@ async function main() {
     if (cpuProfDir) {
       // One fresh profiled process per case, so each profile shows one workload.
       for (const t of targets) {
-        if (t.def.kind !== 'portcullis' || t.status !== 'ready' || cells[t.name].status !== 'ok') continue;
+        if ((t.def.kind !== 'portcullis' && t.def.kind !== 'node') || t.status !== 'ready' || cells[t.name].status !== 'ok') continue;
         t.profileTag = c.id;
         await t.restart().catch((err) => log(`${t.name}: restart for profiling failed: ${err.message}`));
       }

@@ -217,7 +217,7 @@ export class Target {
     } else if (kind === 'node') {
       const script = path.join(repoRoot, 'bench', 'bare-proxy.js');
       const args = [script, `--port=${this.port}`, `--ws=${up.ws}`, `--sse=${up.sse}`, `--http=${up.http}`, ...(this.def.args ?? [])];
-      this.proc = spawnManaged(this.name, process.execPath, args, { cpus: proxyCpus, cwd: repoRoot });
+      this.proc = spawnManaged(this.name, process.execPath, [...this.#profileArgs(), ...args], { cpus: proxyCpus, cwd: repoRoot });
     } else if (kind === 'portcullis') {
       const cli = path.join(repoRoot, 'dist', 'cli.js');
       if (!existsSync(cli)) throw new Error(`${path.relative(repoRoot, cli)} not found: the gateway is not built (npm run build)`);
@@ -231,17 +231,21 @@ export class Target {
       }
       const conf = path.join(work, 'portcullis.yaml');
       writeFileSync(conf, this.def.config({ port: this.port, up, redis }, this.ctx.auth));
-      // With run.js --cpu-prof, `profileTag` names the case and V8 writes a profile when the process exits.
-      this.profileSeq = (this.profileSeq ?? 0) + 1;
-      const profName = this.profileTag && this.ctx.cpuProfDir ? `${this.profileTag}.${this.name}.${this.profileSeq}.cpuprofile` : null;
-      const prof = profName ? ['--cpu-prof', `--cpu-prof-dir=${this.ctx.cpuProfDir}`, `--cpu-prof-name=${profName}`] : [];
-      this.proc = spawnManaged(this.name, process.execPath, [...prof, cli, 'start', '-c', conf], { cpus: proxyCpus, cwd: repoRoot });
+      this.proc = spawnManaged(this.name, process.execPath, [...this.#profileArgs(), cli, 'start', '-c', conf], { cpus: proxyCpus, cwd: repoRoot });
     } else {
       throw new Error(`unknown target kind ${kind}`);
     }
     await waitForPort('127.0.0.1', this.port, { timeoutMs: 15_000, managed: this.proc });
     await this.probe();
     rememberTree(this.proc);
+  }
+
+  /** With run.js --cpu-prof, `profileTag` names the case and V8 writes a profile when the (node) process exits. */
+  #profileArgs() {
+    if (!this.profileTag || !this.ctx.cpuProfDir) return [];
+    this.profileSeq = (this.profileSeq ?? 0) + 1;
+    const name = `${this.profileTag}.${this.name}.${this.profileSeq}.cpuprofile`;
+    return ['--cpu-prof', `--cpu-prof-dir=${this.ctx.cpuProfDir}`, `--cpu-prof-name=${name}`];
   }
 
   async stop() {
