@@ -142,6 +142,15 @@ test('scripted scenario: 3 accepted, 2 refused by auth, 1 by limit, 4 messages d
     assert.equal(sample(samples, 'portcullis_upstream_connect_seconds_count', { route, protocol: 'websocket' }), 3);
     assert.equal(sample(samples, 'portcullis_upstream_handshake_seconds_count', { route }), 3);
     assert.equal(sample(samples, 'portcullis_upstream_handshake_seconds_bucket', { route, le: '+Inf' }), 3);
+    // The client's view of the handshake: 3 accepted, 3 refused (2 auth, 1 limit), each observed once.
+    assert.equal(sample(samples, 'portcullis_handshake_seconds_count', { route, protocol: 'websocket', outcome: 'accepted' }), 3);
+    assert.equal(sample(samples, 'portcullis_handshake_seconds_bucket', { route, protocol: 'websocket', outcome: 'accepted', le: '+Inf' }), 3);
+    assert.equal(sample(samples, 'portcullis_handshake_seconds_count', { route, protocol: 'websocket', outcome: 'rejected' }), 3);
+    // A client handshake includes the upstream's: its time is at least the upstream handshake's.
+    assert.ok(
+      sample(samples, 'portcullis_handshake_seconds_sum', { route, protocol: 'websocket', outcome: 'accepted' }) >=
+        sample(samples, 'portcullis_upstream_handshake_seconds_sum', { route }),
+    );
     // Node's process metrics, and no credential or client address anywhere.
     assert.ok(samples.some((s) => s.name === 'process_cpu_user_seconds_total'));
     assert.ok(samples.some((s) => s.name === 'nodejs_heap_size_used_bytes'));

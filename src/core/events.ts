@@ -18,6 +18,8 @@ export interface FinishedEvent {
   requestId: string;
   /** Cause of a rejection or failure, for the log only. */
   detail?: string;
+  /** From the request's arrival to the end, seconds, high resolution (routed requests only). */
+  elapsedSeconds?: number;
 }
 
 /** A WebSocket or SSE connection was accepted and joined to its upstream. */
@@ -26,6 +28,8 @@ export interface OpenedEvent {
   ctx: RequestContext;
   protocol: 'websocket' | 'sse';
   mode?: 'tunnel' | 'frame';
+  /** From the request's arrival to the 101 (or the stream's head) sent to the client, seconds. */
+  handshakeSeconds: number;
 }
 
 /**

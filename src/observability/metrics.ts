@@ -163,6 +163,7 @@ export class Metrics {
   readonly #limitRejections: Counter<string>;
   readonly #connectSeconds: Histogram<string>;
   readonly #handshakeSeconds: Histogram<string>;
+  readonly #clientHandshakeSeconds: Histogram<string>;
   readonly #storeErrors: Counter<string>;
 
   constructor(host: MetricsHost, settings: MetricsSettings, log: Logger) {
@@ -242,6 +243,13 @@ export class Metrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
+    this.#clientHandshakeSeconds = new Histogram({
+      name: 'portcullis_handshake_seconds',
+      help: 'WebSocket and SSE handshakes as the client sees them: request received to 101 or stream head sent (accepted), or to the refusal (rejected, aborted). Includes every plugin and the upstream.',
+      labelNames: ['route', 'protocol', 'outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
     this.#storeErrors = new Counter({
       name: 'portcullis_store_errors_total',
       help: 'Failed commands and lost connections of shared stores (Redis), process-wide.',
@@ -285,6 +293,7 @@ export class Metrics {
     this.#openPerRoute.set(route, (this.#openPerRoute.get(route) ?? 0) + 1);
     this.#opened.inc(this.#withConsumer({ route, protocol: ev.protocol }, this.#consumer(ctx)));
     this.#handshakes.inc({ route, protocol: ev.protocol, outcome: 'accepted', reason: 'none' });
+    this.#clientHandshakeSeconds.observe({ route, protocol: ev.protocol, outcome: 'accepted' }, ev.handshakeSeconds);
   }
 
   #onFinished(ev: FinishedEvent): void {
@@ -334,6 +343,7 @@ export class Metrics {
       outcome = 'accepted';
     }
     this.#handshakes.inc({ route, protocol, outcome, reason });
+    if (protocol !== 'http') this.#clientHandshakeSeconds.observe({ route, protocol, outcome }, ev.elapsedSeconds ?? s.durationMs / 1000);
   }
 
   #limitRejected(route: string, plugin: string | undefined, code: string): void {
@@ -448,7 +458,7 @@ export class Metrics {
     const routes = this.#routeIds;
     const gone = (route: string | number | undefined): boolean => route !== undefined && route !== '' && !routes.has(String(route));
     for (const [key, t] of this.#totals) if (gone(t.route)) this.#totals.delete(key);
-    const metrics = [this.#opened, this.#closedConns, this.#handshakes, this.#messageRejections, this.#limitRejections, this.#connectSeconds, this.#handshakeSeconds];
+    const metrics = [this.#opened, this.#closedConns, this.#handshakes, this.#messageRejections, this.#limitRejections, this.#connectSeconds, this.#handshakeSeconds, this.#clientHandshakeSeconds];
     for (const m of metrics) {
       const { values } = await m.get();
       for (const v of values) {

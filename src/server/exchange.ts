@@ -64,6 +64,8 @@ export class Exchange {
   /** The gateway instance, named in published events. */
   readonly source: object;
   #finished = false;
+  /** When the exchange began, for the handshake-latency figures (performance.now(), ms). */
+  readonly #startedHr = performance.now();
   /** Run once when the exchange finishes, before the log phase (the gateway's handshake bookkeeping). */
   onFinish: (() => void) | undefined = undefined;
   /** Consumers blocked by the admin API: an identified consumer among them is refused after rewrite. */
@@ -127,7 +129,13 @@ export class Exchange {
   /** The connection was accepted and joined to its upstream: tell observers. */
   opened(protocol: 'websocket' | 'sse', mode?: 'tunnel' | 'frame'): void {
     if (channels.opened.hasSubscribers) {
-      const ev: OpenedEvent = { source: this.source, ctx: this.ctx, protocol, ...(mode ? { mode } : {}) };
+      const ev: OpenedEvent = {
+        source: this.source,
+        ctx: this.ctx,
+        protocol,
+        ...(mode ? { mode } : {}),
+        handshakeSeconds: (performance.now() - this.#startedHr) / 1000,
+      };
       channels.opened.publish(ev);
     }
   }
@@ -180,6 +188,7 @@ export class Exchange {
         clientIp: this.ctx.clientIp,
         requestId: this.ctx.id,
         ...(detail ? { detail } : {}),
+        elapsedSeconds: (performance.now() - this.#startedHr) / 1000,
       };
       channels.finished.publish(ev);
     }
