@@ -389,6 +389,106 @@ test('a changed route ends its SSE streams', async (t) => {
   assert.equal(line.error, 'ROUTE_CHANGED');
 });
 
+test("a consumer's plugin overrides or the global rules change: their connections close 1012 `policy changed`; a removed consumer's SSE stream ends (REVOKED)", async (t) => {
+  const ws = await wsUpstream();
+  t.after(() => ws.close());
+  const streams = new Set();
+  const sse = await httpUpstream((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write('data: one\n\n');
+    streams.add(res);
+  });
+  t.after(async () => {
+    for (const s of streams) s.destroy();
+    await sse.close();
+  });
+  const file = ({ aliceOverride = '', globalRules = '', withDave = true } = {}) => `gateway:
+  listen: [{ host: 127.0.0.1, port: 0 }]
+  log: { level: debug }
+  max_pending_handshakes_per_ip: 0
+upstreams:
+  - id: up
+    nodes: { "127.0.0.1:${ws.port}": 1 }
+  - id: events
+    nodes: { "127.0.0.1:${sse.port}": 1 }
+${globalRules}
+consumers:
+  - username: alice
+    plugins:
+      key-auth: { key: alice-key }
+${aliceOverride}
+  - username: bob
+    plugins:
+      key-auth: { key: bob-key }
+${withDave ? '  - username: dave\n    plugins:\n      key-auth: { key: dave-key }\n' : ''}
+routes:
+  - id: chat
+    uri: /chat
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      key-auth: {}
+  - id: events
+    uri: /events
+    upstream_id: events
+    plugins:
+      key-auth: {}
+`;
+  const gw = await startGateway(file());
+  t.after(() => gw.close());
+  const write = (text) => writeFileSync(join(gw.dir, 'config.yaml'), text);
+  const sseOpen = async (key) => {
+    const res = await new Promise((resolve, reject) =>
+      http.get(`${gw.http}/events`, { agent: false, headers: { apikey: key, accept: 'text/event-stream' } }, resolve).on('error', reject),
+    );
+    assert.equal(res.statusCode, 200);
+    let body = '';
+    res.on('data', (c) => (body += c));
+    await eventually(() => body.includes('data: one'));
+    return { res, ended: new Promise((resolve) => res.on('close', resolve)) };
+  };
+
+  // 1. alice gets a plugin override of her own: her connection, not bob's, is closed 1012.
+  const alice = (await openWs(`${gw.ws}/chat`, { headers: { apikey: 'alice-key' } })).ws;
+  const bob = (await openWs(`${gw.ws}/chat`, { headers: { apikey: 'bob-key' } })).ws;
+  const daveStream = await sseOpen('dave-key');
+  const bobStream = await sseOpen('bob-key');
+  const aliceClosed = closed(alice);
+  write(file({ aliceOverride: '      ip-restriction: { whitelist: [127.0.0.1] }' }));
+  let report = await gw.gw.reloadFile();
+  assert.deepEqual(report.consumers, { added: [], removed: [], changed: ['alice'] });
+  assert.deepEqual(await aliceClosed, { code: 1012, reason: 'policy changed' });
+  await echoes(bob, 'bob still here');
+
+  // 2. dave is removed: his SSE stream ends, bob's goes on.
+  write(file({ aliceOverride: '      ip-restriction: { whitelist: [127.0.0.1] }', withDave: false }));
+  report = await gw.gw.reloadFile();
+  assert.deepEqual(report.consumers.removed, ['dave']);
+  assert.equal(report.closed.revoked, 1);
+  await daveStream.ended;
+  const revoked = await eventually(() => gw.log.access().find((l) => l.protocol === 'sse' && l.consumer === 'dave'));
+  assert.equal(revoked.error, 'REVOKED');
+  assert.equal(bobStream.res.destroyed, false, "bob's stream is untouched");
+
+  // 3. a global rule is added: every live connection is closed (WebSocket 1012, the SSE stream ends).
+  const bobClosed = closed(bob);
+  write(
+    file({
+      aliceOverride: '      ip-restriction: { whitelist: [127.0.0.1] }',
+      withDave: false,
+      globalRules: 'global_rules:\n  - id: everyone\n    plugins:\n      ip-restriction: { whitelist: [127.0.0.0/8] }\n',
+    }),
+  );
+  report = await gw.gw.reloadFile();
+  assert.deepEqual(await bobClosed, { code: 1012, reason: 'policy changed' });
+  await bobStream.ended;
+  // New connections work under the new policy.
+  const again = (await openWs(`${gw.ws}/chat`, { headers: { apikey: 'bob-key' } })).ws;
+  await echoes(again, 'new policy');
+  again.close();
+  await closed(again);
+});
+
 test('an invalid file is refused with its position; the running config stays and keeps serving', async (t) => {
   const up = await wsUpstream();
   t.after(() => up.close());
