@@ -164,3 +164,88 @@ test('workers: local limits stay exact after a reload and a worker replaced afte
   const [code] = await once(child, 'exit');
   assert.equal(code, 0, cli.stderr);
 });
+
+test('workers: 2 — limit-count, limit-req and per-key limit-messages (policy local) are exact for the instance, not per worker', async (t) => {
+  const upstream = await wsUpstream();
+  t.after(() => upstream.close());
+  const yaml = config(
+    upstream.port,
+    `  - id: counted
+    uri: /counted/*
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      limit-count: { count: 5, time_window: 60, key: remote_addr, policy: local }
+  - id: paced
+    uri: /paced/*
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      limit-req: { rate: 0.1, burst: 2, nodelay: true, key: remote_addr, policy: local }
+  - id: talk
+    uri: /talk/*
+    enable_websocket: true
+    upstream_id: up
+    plugins:
+      limit-messages: { rate: 0.1, burst: 5, scope: key, key: remote_addr, policy: local }
+`,
+    '  workers: 2\n  max_pending_handshakes_per_ip: 0',
+  ).replace('log: { level: debug }', 'log: { level: info, access_log: true }');
+  const cli = await startCli(yaml, { workers: 2, t });
+  const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(cli.stderr)[1];
+
+  // One handshake at a time, each on a new connection: the cluster hands them to the workers in turn.
+  const oneByOne = async (path, n) => {
+    const statuses = [];
+    for (let i = 0; i < n; i++) {
+      const r = await openWs(`ws://127.0.0.1:${port}${path}`);
+      statuses.push(r.ws ? 101 : r.status);
+      if (r.ws) {
+        r.ws.close();
+        await closed(r.ws);
+      }
+    }
+    return statuses;
+  };
+  const counted = await oneByOne('/counted/x', 12);
+  assert.deepEqual(counted.slice(0, 5), [101, 101, 101, 101, 101]);
+  assert.deepEqual(counted.slice(5), Array(7).fill(503), `limit-count: 5 for the instance, then 503: ${counted}`);
+  // Leaky bucket at 0.1/s with burst 2 and nodelay: 3 at once (one more only after 10 s).
+  const paced = await oneByOne('/paced/x', 8);
+  assert.deepEqual(paced, [101, 101, 101, 503, 503, 503, 503, 503], `limit-req: ${paced}`);
+
+  // Both workers answered those handshakes (access-log lines of two pids).
+  const pids = await eventually(() => {
+    const s = new Set();
+    for (const line of cli.stdout.split('\n')) {
+      if (!line.includes('"type":"access"') || !line.includes('"route":"counted"')) continue;
+      try {
+        s.add(JSON.parse(line).pid);
+      } catch {}
+    }
+    return s.size >= 2 ? s : undefined;
+  });
+  assert.ok(pids, 'both workers served /counted');
+
+  // limit-messages per key: 5 tokens (rate 0.1 + burst 5 = 5.1, the next whole one 9 s away) for all of the key's connections, on
+  // whichever worker they are. Four connections (opened in turn: both workers hold some) send
+  // until each is closed; all of them together pass exactly 5 messages.
+  const sockets = [];
+  for (let i = 0; i < 4; i++) {
+    const r = await openWs(`ws://127.0.0.1:${port}/talk/${i}`);
+    assert.ok(r.ws, `talk connection ${i}`);
+    sockets.push(r.ws);
+  }
+  let passed = 0;
+  for (const ws of sockets) {
+    const c = closed(ws);
+    for (let i = 0; i < 10; i++) {
+      ws.send(`m${i}`);
+      const got = await Promise.race([new Promise((r) => ws.once('message', () => r(true))), c.then(() => false)]);
+      if (!got) break;
+      passed++;
+    }
+    assert.equal((await c).code, 1008);
+  }
+  assert.equal(passed, 5, 'the key passed its 5 tokens once for the instance');
+});
