@@ -5,21 +5,23 @@
  * see close codes, and inject its own close frame between frames (idle timeout,
  * shutdown, revocation, upstream loss).
  *
- * With a plugin `frame` phase on the route (limit-messages), each direction's
- * tracker is driven header by header (`scan`) and every frame header goes through
- * `Pipeline.runFrame` before any byte of that frame is forwarded. A close verdict
+ * Each direction's tracker is driven header by header (`scan`): every frame header
+ * is checked before any byte of that frame is forwarded, against the route's
+ * `websocket.max_payload` (the payload lengths of one message's frames, as sent)
+ * and, with a plugin `frame` phase on the route (limit-messages), through
+ * `Pipeline.runFrame`. A refusal
  * forwards the bytes before the frame, then ends that direction with the gateway's
  * close frame right there (a frame boundary), so the refused frame never reaches
  * the other side. The first bytes of a header split across TCP chunks are held back
- * (at most 13) until the header is complete and allowed. Which path a connection
- * takes is decided once, by its 'data' listener: without a frame phase the tunnel
- * runs exactly as before (no call per frame).
+ * (at most 13) until the header is complete and allowed. Without a frame phase no
+ * plugin is called per frame.
  *
  * Listeners are module-level functions; per-socket state hangs off a symbol.
  */
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../../core/errors.js';
 import { ERRORS } from '../../core/errors.js';
+import { channels, type MessageRejectedEvent } from '../../core/events.js';
 import type { Direction, FrameVerdict } from '../../core/plugin.js';
 import type { ConnectionStats, Exchange, LiveConnection } from '../../server/exchange.js';
 import type { LiveRegistry } from '../http/sse.js';
@@ -31,8 +33,9 @@ type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
 /** How long peers get to finish the closing handshake after the gateway closed. */
 const CLOSE_GRACE_MS = 3000;
 
-/** Opcode of a close frame: never reported to frame phases. */
+/** Opcode of a close frame: never reported to frame phases. Control opcodes are 0x8 and above. */
 const OP_CLOSE = 0x8;
+const OP_CONTINUATION = 0x0;
 
 /** One direction of the tunnel: bytes read from `src`, written to `dst`. */
 interface Leg {
@@ -47,7 +50,17 @@ interface Leg {
   pendingClose: Buffer | undefined;
   /** The gateway sent its own close toward `dst`: forward nothing more. */
   stopped: boolean;
+  /** Payload bytes announced so far by the frames of the data message in progress. */
+  msgBytes: number;
 }
+
+/** A message over the route's max_payload, refused on its frame header. */
+const TOO_BIG: Exclude<FrameVerdict, void | undefined> = {
+  action: 'close',
+  code: ERRORS.WS_MESSAGE_TOO_BIG.close,
+  reason: 'message too big',
+  error: 'WS_MESSAGE_TOO_BIG',
+};
 
 export class Tunnel implements LiveConnection {
   readonly exchange: Exchange;
@@ -61,14 +74,17 @@ export class Tunnel implements LiveConnection {
   #gatewayError: ErrorCode | undefined;
   #gatewayCloseCode: number | undefined;
   /** Some plugin has a frame phase: frame headers go through the pipeline (decided once). */
-  readonly #inspect: boolean;
+  readonly #framePlugins: boolean;
+  /** The route's websocket.max_payload: the largest message, summed over its frames' lengths. */
+  readonly #maxMessage: number;
 
   constructor(x: Exchange, client: Socket, upstream: Socket, live: LiveRegistry) {
     this.exchange = x;
     this.#live = live;
-    this.up = { dir: 'client', src: client, dst: upstream, tracker: new FrameBoundaryTracker(), masked: true, pendingClose: undefined, stopped: false };
-    this.down = { dir: 'upstream', src: upstream, dst: client, tracker: new FrameBoundaryTracker(), masked: false, pendingClose: undefined, stopped: false };
-    this.#inspect = x.pipeline.hasFrame;
+    this.up = { dir: 'client', src: client, dst: upstream, tracker: new FrameBoundaryTracker(), masked: true, pendingClose: undefined, stopped: false, msgBytes: 0 };
+    this.down = { dir: 'upstream', src: upstream, dst: client, tracker: new FrameBoundaryTracker(), masked: false, pendingClose: undefined, stopped: false, msgBytes: 0 };
+    this.#framePlugins = x.pipeline.hasFrame;
+    this.#maxMessage = x.route.websocket.max_payload;
   }
 
   /** Join the sockets. `upHead`: bytes the upstream sent right after its 101. */
@@ -80,9 +96,8 @@ export class Tunnel implements LiveConnection {
     // No setNoDelay here: the listener sets it on accept, and the upstream socket got it
     // when the handshake was written (each call is a syscall on the handshake path).
     upstream.setTimeout(0);
-    const data = this.#inspect ? onDataInspected : onData;
-    client.on('data', data);
-    upstream.on('data', data);
+    client.on('data', onData);
+    upstream.on('data', onData);
     client.on('drain', onDrain);
     upstream.on('drain', onDrain);
     client.on('end', onEnd);
@@ -95,10 +110,7 @@ export class Tunnel implements LiveConnection {
     if (idle > 0) client.setTimeout(idle * 1000, onIdle);
     this.#live.add(this);
     this.exchange.opened('websocket', 'tunnel');
-    if (upHead.length > 0) {
-      if (this.#inspect) this.forwardInspected(this.down, upHead);
-      else this.forward(this.down, upHead);
-    }
+    if (upHead.length > 0) this.forward(this.down, upHead);
     // Both sockets may have been paused during the handshake (the client's bytes were
     // discarded, the upstream's head was read): start reading both now.
     client.resume();
@@ -109,33 +121,19 @@ export class Tunnel implements LiveConnection {
     return socket === this.up.src ? this.up : this.down;
   }
 
-  /** Bytes are counted as they are written on: what the gateway drops is not counted. */
-  forward(leg: Leg, chunk: Buffer): void {
-    if (leg.stopped) return;
-    const tracker = leg.tracker;
-    if (leg.pendingClose) {
-      const n = tracker.feed(chunk, true);
-      if (tracker.atBoundary) {
-        if (n > 0) {
-          this.#count(leg, n);
-          leg.dst.write(n === chunk.length ? chunk : chunk.subarray(0, n));
-        }
-        this.#sendClose(leg, leg.pendingClose);
-        return;
-      }
-      this.#count(leg, chunk.length);
-      leg.dst.write(chunk);
+  /**
+   * A gateway close is waiting for the end of the frame in progress (`leg.pendingClose`):
+   * forward up to that frame's end, then send the close; nothing after it is forwarded.
+   * Bytes are counted as they are written on: what the gateway drops is not counted.
+   */
+  #forwardToClose(leg: Leg, chunk: Buffer): void {
+    const n = leg.tracker.feed(chunk, true);
+    if (leg.tracker.atBoundary) {
+      if (n > 0) this.#write(leg, n === chunk.length ? chunk : chunk.subarray(0, n));
+      this.#sendClose(leg, leg.pendingClose!);
       return;
     }
-    tracker.feed(chunk);
-    if (tracker.error !== undefined) {
-      this.#protocolError(tracker);
-      return;
-    }
-    const s = this.exchange.summary;
-    if (leg === this.up) s.bytesIn += chunk.length;
-    else s.bytesOut += chunk.length;
-    if (!leg.dst.write(chunk)) leg.src.pause();
+    this.#write(leg, chunk);
   }
 
   #protocolError(tracker: FrameBoundaryTracker): void {
@@ -146,16 +144,16 @@ export class Tunnel implements LiveConnection {
   }
 
   /**
-   * `forward` for a connection with a frame phase: every frame header goes through
-   * `runFrame` before the frame is forwarded. The chunk is written in as few pieces
+   * Bytes `leg.src` sent: every frame header is checked (max_payload, then the plugins'
+   * `frame` phase) before the frame is forwarded. The chunk is written in as few pieces
    * as it allows (one, unless a header split across chunks completes or a frame is
    * refused); the first bytes of a header still incomplete at the end of the chunk
    * are held back (the tracker keeps them) until the rest arrives.
    */
-  forwardInspected(leg: Leg, chunk: Buffer): void {
+  forward(leg: Leg, chunk: Buffer): void {
     if (leg.stopped) return;
     // A gateway close waiting for the end of the current frame: no new header is read before it.
-    if (leg.pendingClose) return this.forward(leg, chunk);
+    if (leg.pendingClose) return this.#forwardToClose(leg, chunk);
     const tracker = leg.tracker;
     const x = this.exchange;
     const len = chunk.length;
@@ -172,7 +170,13 @@ export class Tunnel implements LiveConnection {
       const start = tracker.frameStart;
       const opcode = tracker.frameOpcode;
       if (opcode !== OP_CLOSE) {
-        const v = x.pipeline.runFrame(leg.dir, opcode, tracker.frameFin, tracker.frameLength, x.ctx, x.summary);
+        let v: FrameVerdict;
+        if (opcode < OP_CLOSE) {
+          // A data frame: its message so far, against max_payload (control frames are at most 125 bytes).
+          leg.msgBytes = opcode === OP_CONTINUATION ? leg.msgBytes + tracker.frameLength : tracker.frameLength;
+          if (leg.msgBytes > this.#maxMessage) v = this.#tooBig(leg);
+        }
+        if (v === undefined && this.#framePlugins) v = x.pipeline.runFrame(leg.dir, opcode, tracker.frameFin, tracker.frameLength, x.ctx, x.summary);
         if (v !== undefined) {
           // Forward what came before the refused frame (none of a header split across chunks was sent), then close here.
           if (start > from) this.#write(leg, chunk.subarray(from, start));
@@ -190,6 +194,16 @@ export class Tunnel implements LiveConnection {
     const end = Math.max(from, len - tracker.pendingHeader);
     if (end > from) full = !this.#write(leg, from === 0 && end === len ? chunk : chunk.subarray(from, end)) || full;
     if (full) leg.src.pause();
+  }
+
+  /** A message over max_payload: published like frame mode's size refusals, logged with its size. */
+  #tooBig(leg: Leg): FrameVerdict {
+    const x = this.exchange;
+    if (channels.messageRejected.hasSubscribers) {
+      const ev: MessageRejectedEvent = { source: x.source, routeId: x.route.id, direction: leg.dir, reason: 'WS_MESSAGE_TOO_BIG', plugin: undefined };
+      channels.messageRejected.publish(ev);
+    }
+    return { ...TOO_BIG, detail: `a message of at least ${leg.msgBytes} bytes, max_payload ${this.#maxMessage}` };
   }
 
   /** Write forwarded bytes and count them; false when dst's buffer is full. */
@@ -255,8 +269,8 @@ export class Tunnel implements LiveConnection {
   #closeLeg(leg: Leg, code: number, reason: string): void {
     if (leg.stopped || leg.pendingClose || leg.dst.destroyed || !leg.dst.writable) return;
     const frame = buildCloseFrame(code, reason, leg.masked);
-    // With a frame phase, the bytes of a header still incomplete were held back: that is a boundary too.
-    if (leg.tracker.atBoundary || (this.#inspect && leg.tracker.pendingHeader > 0)) this.#sendClose(leg, frame);
+    // The bytes of a header still incomplete were held back: that is a boundary too.
+    if (leg.tracker.atBoundary || leg.tracker.pendingHeader > 0) this.#sendClose(leg, frame);
     else {
       leg.pendingClose = frame;
       leg.src.resume();
@@ -340,11 +354,6 @@ function tunnelOf(socket: TunnelSocket): Tunnel {
 function onData(this: TunnelSocket, chunk: Buffer): void {
   const t = tunnelOf(this);
   t.forward(t.legFrom(this), chunk);
-}
-
-function onDataInspected(this: TunnelSocket, chunk: Buffer): void {
-  const t = tunnelOf(this);
-  t.forwardInspected(t.legFrom(this), chunk);
 }
 
 function onDrain(this: TunnelSocket): void {
