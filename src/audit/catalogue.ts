@@ -15,8 +15,8 @@ export const RULES: readonly RuleInfo[] = [
   {
     id: 'ws-no-message-limits',
     severity: 'medium',
-    title: 'A WebSocket route neither validates nor size-limits messages (no websocket-validator, no websocket-size-limit, max_payload above 1 MiB or tunnel mode).',
-    help: 'Add websocket-size-limit (e.g. client_max_payload: 65536) and websocket-validator to the route.',
+    title: 'A WebSocket route neither validates nor size-limits messages (no websocket-validator, no websocket-size-limit, max_payload above 1 MiB).',
+    help: 'Add websocket-size-limit (e.g. client_max_payload: 65536) and websocket-validator to the route; in tunnel mode, websocket.max_payload (e.g. 65536) also bounds message size.',
   },
   {
     id: 'no-limit-conn',

@@ -339,26 +339,19 @@ export class Auditor {
     const validated = plugins.has('websocket-validator');
     const sized = plugins.has('websocket-size-limit');
 
-    if (!validated && !sized) {
-      if (!frame) {
-        this.#add(
-          'ws-no-message-limits',
-          'medium',
-          id,
-          where,
-          `WebSocket route "${id}" runs in tunnel mode with no websocket-validator or websocket-size-limit: messages of any size and content reach the upstream unchecked (max_payload does not apply to a tunnel)`,
-          'add websocket-size-limit (e.g. client_max_payload: 65536) and websocket-validator to the route',
-        );
-      } else if (clientMax > MESSAGE_LIMIT) {
-        this.#add(
-          'ws-no-message-limits',
-          'medium',
-          id,
-          where,
-          `WebSocket route "${id}" has no websocket-validator or websocket-size-limit, and its max_payload is ${bytes(clientMax)}: the gateway buffers client messages that large, unvalidated`,
-          'add websocket-size-limit (e.g. client_max_payload: 65536) and websocket-validator to the route',
-        );
-      }
+    if (!validated && !sized && clientMax > MESSAGE_LIMIT) {
+      this.#add(
+        'ws-no-message-limits',
+        'medium',
+        id,
+        where,
+        frame
+          ? `WebSocket route "${id}" has no websocket-validator or websocket-size-limit, and its max_payload is ${bytes(clientMax)}: the gateway buffers client messages that large, unvalidated`
+          : `WebSocket route "${id}" runs in tunnel mode with no websocket-validator or websocket-size-limit, and its max_payload is ${bytes(clientMax)}: messages that large reach the upstream, their content unchecked`,
+        frame
+          ? 'add websocket-size-limit (e.g. client_max_payload: 65536) and websocket-validator to the route'
+          : 'set websocket.max_payload on the route (e.g. 65536; the tunnel enforces it on frame headers), or add websocket-validator',
+      );
     }
 
     const deflate = route.websocket.permessage_deflate;
