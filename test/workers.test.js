@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closed, config, eventually, openWs, wsUpstream } from './helpers.js';
@@ -255,4 +255,29 @@ test('workers: 2 — limit-count, limit-req and per-key limit-messages (policy l
     assert.equal((await c).code, 1008);
   }
   assert.equal(passed, 5, 'the key passed its 5 tokens once for the instance');
+});
+
+test('workers: auto starts one worker per CPU (os.availableParallelism()); SIGTERM exits 0', async (t) => {
+  const upstream = await wsUpstream();
+  t.after(() => upstream.close());
+  const n = availableParallelism();
+  const yaml = config(
+    upstream.port,
+    `  - id: w
+    uri: /w/*
+    enable_websocket: true
+    upstream_id: up
+`,
+    '  workers: auto',
+  );
+  const cli = await startCli(yaml, { workers: n, t });
+  // It serves; and no worker beyond the CPU count announced itself meanwhile.
+  const r = await openWs(`ws://127.0.0.1:${/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(cli.stderr)[1]}/w/echo`);
+  assert.ok(r.ws);
+  r.ws.close();
+  await closed(r.ws);
+  assert.equal((cli.stderr.match(/listening on/g) ?? []).length, n, cli.stderr);
+  cli.child.kill('SIGTERM');
+  const [code] = await once(cli.child, 'exit');
+  assert.equal(code, 0, cli.stderr);
 });
