@@ -510,11 +510,9 @@ export class Gateway {
       this.#finishRejected(x, e);
       return;
     }
-    const leave = x.onFinish;
-    x.onFinish = () => {
-      unpend();
-      leave?.();
-    };
+    // Built outside this scope: a closure made here would keep the request and this
+    // handshake's state alive for the connection's whole life.
+    x.onFinish = inTurn(unpend, x.onFinish);
 
     // Until the upstream accepted, nothing the client sends is forwarded: a byte now is a protocol violation.
     let released = false;
@@ -734,3 +732,13 @@ function asGatewayError(err: unknown): GatewayError {
 }
 
 function ignore(): void {}
+
+/** A function that runs `first`, then `then` when there is one; it holds nothing else. */
+function inTurn(first: () => void, then: (() => void) | undefined): () => void {
+  return then === undefined
+    ? first
+    : () => {
+        first();
+        then();
+      };
+}
